@@ -1,0 +1,152 @@
+"""`video-assets`: ingest videos through the Dagster instance, see their state, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from video_assets.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="video-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="put videos into the upload bucket and materialize their assets")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--workspace", "-w", default=None, help="workspace (default VIDEO_ASSETS_WORKSPACE or 'default')")
+    ingest.add_argument("--json", action="store_true", help="print one JSON object per file")
+
+    status = commands.add_parser("status", help="models, device, settings and the state of every video")
+    status.add_argument("--json", action="store_true")
+
+    demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
+    demo.add_argument("--workspace", "-w", default=None)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"video-assets: {exc}", file=sys.stderr)
+        return 2
+    handler = {"ingest": _ingest, "status": _status, "demo": _demo}[args.command]
+    return handler(args, settings)
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.defs.runner import dagster_instance, ingest_files
+
+    workspace = args.workspace or settings.workspace
+    instance = dagster_instance()
+    outcomes = ingest_files(args.paths, workspace=workspace, settings=settings, instance=instance)
+    for outcome in outcomes:
+        if args.json:
+            print(json.dumps(vars(outcome)))
+        else:
+            print(_outcome_line(outcome, settings))
+    failed = [o for o in outcomes if not o.ok]
+    if failed and not args.json:
+        print(f"{len(failed)} of {len(outcomes)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _outcome_line(outcome, settings: Settings) -> str:  # noqa: ANN001
+    if outcome.status == "failed":
+        return f"FAILED     {outcome.message}"
+    if outcome.status == "duplicate":
+        return f"DUPLICATE  {outcome.path}  {outcome.partition_key}  ({outcome.message}; processed once)"
+    summary = _video_summary(settings, outcome.partition_key)
+    return (
+        f"OK         {outcome.path}  {outcome.partition_key}  "
+        f"{summary['segment_count']} segments, {summary['duration']:.1f} s, {summary['words']} words  (run {outcome.run_id[:8]})"
+    )
+
+
+def _video_summary(settings: Settings, key: str) -> dict:
+    from video_assets.store.atomic import read_json
+    from video_assets.store.layout import DataLayout
+
+    layout = DataLayout(settings.home_dir)
+    document = read_json(layout.segments_metadata(key))
+    transcripts = read_json(layout.transcripts_file(key)) if layout.transcripts_file(key).exists() else {"segments": []}
+    return {
+        "segment_count": document["segment_count"],
+        "duration": document["total_duration"],
+        "words": sum(len(s["words"]) for s in transcripts["segments"]),
+        "segments": [
+            {**info, "index": int(i), "transcript": info.get("transcript", "")}
+            for i, info in sorted(document["segments_info"].items(), key=lambda kv: int(kv[0]))
+        ],
+    }
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.defs.runner import dagster_instance, video_states
+    from video_assets.models.whisper import pick_device, resolve_model_path
+
+    whisper_path = resolve_model_path(settings.whisper_model)
+    device, compute_type = pick_device(settings.whisper_device, settings.whisper_compute_type)
+    instance = dagster_instance()
+    report = {
+        "data_root": str(settings.home_dir),
+        "uploads": settings.uploads_location,
+        "dagster_home": os.environ["DAGSTER_HOME"],
+        "models": {
+            "whisper": {
+                "name": settings.whisper_model,
+                "path": whisper_path,
+                "found": Path(whisper_path).exists(),
+                "device": device,
+                "compute_type": compute_type,
+            }
+        },
+        "videos": video_states(settings, instance),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"data root     {report['data_root']}")
+    print(f"uploads       {report['uploads']}")
+    print(f"DAGSTER_HOME  {report['dagster_home']}")
+    for name, model in report["models"].items():
+        found = "found" if model["found"] else "NOT FOUND"
+        print(f"model {name:8s}{model['name']} -> {model['path']} ({found}; {model['device']}, {model['compute_type']})")
+    print(f"videos        {len(report['videos'])}")
+    for video in report["videos"]:
+        assets = ", ".join(f"{a}:{s}" for a, s in video["assets"].items())
+        print(f"  {video['partition_key']}  {', '.join(video['files'])}  [{assets}]")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.defs.assets import clock
+    from video_assets.samples import DEMO_SCENES, espeak_available, make_video
+
+    if not espeak_available():
+        print("video-assets demo: espeak-ng is needed to speak the sample (apt-get install espeak-ng)", file=sys.stderr)
+        return 2
+    sample = settings.home_dir / "samples" / "demo_talk.mp4"
+    if not sample.exists():
+        print(f"making a {sum(s.duration for s in DEMO_SCENES):.0f} s sample talk with speech: {sample}")
+        make_video(sample, DEMO_SCENES, size=(640, 360))
+    code = _ingest(argparse.Namespace(paths=[sample], workspace=args.workspace, json=False), settings)
+    if code:
+        return code
+    from video_assets.store.layout import partition_key, content_hash
+
+    key = partition_key(args.workspace or settings.workspace, content_hash(sample))
+    summary = _video_summary(settings, key)
+    print(f"\n{key}: {summary['segment_count']} segments, {summary['duration']:.1f} s")
+    for seg in summary["segments"]:
+        frames = ", ".join(f"{t:g}" for t in seg["frame_times"])
+        print(f"  [{clock(seg['start_time'])}-{clock(seg['end_time'])}] {seg['segment_name']}  frames at {frames} s")
+        print(f"      {seg['transcript'] or '(no speech)'}")
+    print(f"\nSee the run in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -w workspace.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin Dagster definitions over the pure media, model and store code."""

@@ -1,0 +1,243 @@
+"""The per-video assets: segments -> transcripts (-> captions -> embeddings -> description).
+
+Each asset reads what the one before it stored under the data root and writes its own files
+atomically; the Dagster layer only adds partitions, metadata, pools and failure reporting.
+"""
+
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.resources import VideoStoreResource, WhisperResource
+from video_assets.media.audio import read_wav_16k
+from video_assets.media.errors import MediaError
+from video_assets.media.probe import probe
+from video_assets.media.segmenter import AUDIO_FILE, SplitResult, split_video
+from video_assets.models.whisper import assign_words, join_words, words_as_dicts
+from video_assets.store.atomic import atomic_write_json, replace_directory
+from video_assets.store.documents import load_document, new_document, segment_bounds, set_segment_field
+from video_assets.store.layout import FRAMES_DIR, SEGMENTS_METADATA
+from video_assets.store.registry import VideoRecord
+
+GROUP = "video"
+
+
+class SegmentsConfig(dg.Config):
+    """Unset values come from the settings (VIDEO_SEGMENT_LENGTH and friends)."""
+
+    segment_length: float | None = None
+    min_segment_length: float | None = None
+    frames_per_segment: int | None = None
+
+
+def fail(context: dg.AssetExecutionContext, error: MediaError | str, **metadata: object) -> dg.Failure:
+    """A failure whose message names the file and the cause, in the run's log and in the UI."""
+    message = str(error)
+    context.log.error(message)
+    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    group_name=GROUP,
+    kinds={"ffmpeg", "video"},
+    pool="media",
+    code_version="segments-1",
+    description="Fixed-length segments (stream copy where keyframes allow), sampled frames and 16 kHz audio.",
+)
+def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: VideoStoreResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    settings = store.settings()
+    layout = store.layout()
+    record = store.registry().get(key)
+    if record is None:
+        raise fail(context, f"video {key}: no upload is recorded for this partition (was it deleted?)")
+    source = _source_path(store, record)
+    if source is None:
+        raise fail(context, f"video {key}: none of its uploaded files exists any more: {', '.join(record.names)}")
+
+    started = time.perf_counter()
+    staging = layout.staging / f"{key}.{context.run_id[:8]}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        info = probe(source)
+        split = split_video(
+            info,
+            staging,
+            segment_length=config.segment_length or settings.segment_length,
+            min_segment_length=(
+                settings.min_segment_length if config.min_segment_length is None else config.min_segment_length
+            ),
+            frames_per_segment=config.frames_per_segment or settings.frames_per_segment,
+        )
+    except MediaError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise fail(context, exc, file=exc.path, cause=exc.cause) from exc
+
+    final_dir = layout.video_dir(key)
+    segment_rows = _write_frames(split, staging, final_dir)
+    document = new_document(
+        video_name=record.names[0],
+        file_size=info.size,
+        duration=info.duration,
+        segments=segment_rows,
+        extra={
+            "partition_key": key,
+            "files": record.names,
+            "sha256": record.sha256,
+            "media": info.as_dict(),
+            "cut_method": split.method,
+            "audio_path": str(final_dir / AUDIO_FILE) if split.audio_path else None,
+        },
+    )
+    atomic_write_json(staging / SEGMENTS_METADATA, document)
+    replace_directory(staging, final_dir)  # a failed run never replaced what an earlier run stored
+
+    durations = [round(row["end"] - row["start"], 3) for row in segment_rows]
+    timings = {**{k: round(v, 3) for k, v in split.timings.items()}, "total_seconds": round(time.perf_counter() - started, 3)}
+    context.log.info(f"{record.names[0]}: {len(segment_rows)} segments by {split.method} in {timings['total_seconds']} s")
+    return dg.MaterializeResult(
+        metadata={
+            "files": dg.MetadataValue.json(record.names),
+            "size_bytes": info.size,
+            "duration_seconds": round(info.duration, 3),
+            "container": info.container,
+            "video_codec": info.video_codec,
+            "audio_codec": info.audio_codec or "none",
+            "fps": info.fps,
+            "resolution": f"{info.width}x{info.height}",
+            "rotation": info.rotation,
+            "segment_count": len(segment_rows),
+            "segment_durations": dg.MetadataValue.json(durations),
+            "cut_method": split.method,
+            "timings": dg.MetadataValue.json(timings),
+            "segments": dg.MetadataValue.md(_segments_table(segment_rows)),
+            "path": dg.MetadataValue.path(str(final_dir)),
+        },
+        data_version=dg.DataVersion(_digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])),
+    )
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    group_name=GROUP,
+    deps=[segments],
+    kinds={"whisper"},
+    pool="gpu",
+    code_version="transcripts-1",
+    description="One faster-whisper pass over the whole audio; words assigned to segments by their timestamps.",
+)
+def transcripts(
+    context: dg.AssetExecutionContext, store: VideoStoreResource, whisper: WhisperResource
+) -> dg.MaterializeResult:
+    key = context.partition_key
+    layout = store.layout()
+    document_path = layout.segments_metadata(key)
+    document = load_document(document_path)
+    bounds = segment_bounds(document)
+    started = time.perf_counter()
+    audio_path = layout.video_dir(key) / AUDIO_FILE
+    runtime = None
+    note = ""
+    if document.get("audio_path") and audio_path.exists():
+        audio = read_wav_16k(audio_path)
+        transcription, runtime = whisper.transcribe(audio)
+        buckets = assign_words(transcription.words, bounds)
+        language = transcription.language
+    else:
+        note = "the video has no audio track: transcripts are empty"
+        context.log.warning(f"{document['files'][0]}: {note}")
+        buckets, language = [[] for _ in bounds], ""
+    elapsed = time.perf_counter() - started
+
+    texts = [join_words(words) for words in buckets]
+    atomic_write_json(
+        layout.transcripts_file(key),
+        {
+            "partition_key": key,
+            "model": runtime.model if runtime else None,
+            "language": language,
+            "note": note,
+            "segments": [
+                {"index": i, "start": s, "end": e, "text": text, "words": words_as_dicts(words)}
+                for i, ((s, e), text, words) in enumerate(zip(bounds, texts, buckets))
+            ],
+        },
+    )
+    set_segment_field(document_path, "transcript", texts)
+
+    word_count = sum(len(words) for words in buckets)
+    duration = document["total_duration"]
+    metadata: dict[str, object] = {
+        "word_count": word_count,
+        "language": language or "none",
+        "segments_with_speech": sum(1 for t in texts if t),
+        "excerpt": dg.MetadataValue.md(_transcript_excerpt(bounds, texts)),
+        "seconds": round(elapsed, 3),
+        "real_time_factor": round(duration / elapsed, 1) if elapsed > 0 and runtime else 0.0,
+    }
+    if runtime:
+        metadata |= {"model": runtime.model, "model_path": runtime.path, "device": runtime.device, "compute_type": runtime.compute_type}
+    if note:
+        metadata["note"] = note
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(_digest(texts)))
+
+
+def _source_path(store: VideoStoreResource, record: VideoRecord) -> Path | None:
+    bucket = store.bucket()
+    for source in record.sources:
+        path = bucket.local_path(source.uri)
+        if path.exists():
+            return path
+    return None
+
+
+def _write_frames(split: SplitResult, staging: Path, final_dir: Path) -> list[dict]:
+    frames_dir = staging / FRAMES_DIR
+    frames_dir.mkdir(exist_ok=True)
+    rows = []
+    for seg in split.segments:
+        names = []
+        for k, frame in enumerate(seg.frames):
+            name = f"frame-{seg.index}-{k}-{frame.time:.2f}.jpg"
+            frame.image.convert("RGB").save(frames_dir / name, quality=85)
+            names.append(name)
+        rows.append(
+            {
+                "index": seg.index,
+                "name": seg.file_name,
+                "start": seg.start,
+                "end": seg.end,
+                "frame_times": [f.time for f in seg.frames],
+                "frame_paths": [str(final_dir / FRAMES_DIR / n) for n in names],
+                "path": str(final_dir / seg.file_name),
+            }
+        )
+    return rows
+
+
+def _segments_table(rows: list[dict]) -> str:
+    lines = ["| # | start | end | frames (s) |", "|---|---|---|---|"]
+    lines += [f"| {r['index']} | {r['start']:.2f} | {r['end']:.2f} | {', '.join(f'{t:g}' for t in r['frame_times'])} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _transcript_excerpt(bounds: list[tuple[float, float]], texts: list[str], limit: int = 12) -> str:
+    lines = [f"- **{clock(s)}–{clock(e)}** {t}" for (s, e), t in list(zip(bounds, texts))[:limit] if t]
+    return "\n".join(lines) or "_no speech_"
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,53 @@
+"""The upload sensor: new, settled videos in the bucket become partitions and runs."""
+
+
+import time
+
+import dagster as dg
+
+from video_assets.defs.jobs import process_video_job
+from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.resources import VideoStoreResource
+from video_assets.media.errors import MediaError
+from video_assets.store.registry import register_upload
+from video_assets.store.uploads import WatchState, settled_uploads
+
+SOURCE_TAG = "video_assets/source"
+
+
+@dg.sensor(
+    job=process_video_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches <bucket>/<workspace>/** and starts one run per new video (by content).",
+)
+def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource) -> dg.SensorResult:
+    settings = store.settings()
+    bucket = store.bucket()
+    registry = store.registry()
+    state = WatchState.parse(context.cursor)
+    ready, state = settled_uploads(list(bucket.list()), state, now=time.time(), settle_seconds=settings.settle_seconds)
+
+    new_keys: list[str] = []
+    runs: list[dg.RunRequest] = []
+    for obj in ready:
+        state.handled[obj.uri] = [obj.size, obj.mtime]
+        try:
+            registration = register_upload(registry, bucket, obj)
+        except (MediaError, ValueError) as exc:
+            context.log.warning(f"skipping {obj.uri}: {getattr(exc, 'cause', exc)}")
+            continue
+        key = registration.record.partition_key
+        if key in new_keys or context.instance.has_dynamic_partition(videos_partitions.name, key):
+            context.log.info(f"{obj.name}: same bytes as video {key}, already known; name recorded")
+            continue
+        new_keys.append(key)
+        runs.append(dg.RunRequest(run_key=key, partition_key=key, tags={SOURCE_TAG: obj.name}))
+        context.log.info(f"{obj.name}: new video {key}")
+
+    return dg.SensorResult(
+        run_requests=runs,
+        dynamic_partitions_requests=[videos_partitions.build_add_request(new_keys)] if new_keys else [],
+        cursor=state.dump(),
+        skip_reason=None if runs else "no new settled videos",
+    )

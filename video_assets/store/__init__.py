@@ -1,0 +1,1 @@
+"""On-disk layout, atomic writes, the source registry and the vector index."""

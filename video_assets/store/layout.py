@@ -1,0 +1,78 @@
+"""Where everything lives under the data root, and how a partition key names a video."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_WORKSPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_SEPARATOR = "--"
+HASH_CHARS = 16
+
+SEGMENTS_METADATA = "segments_metadata.json"
+TRANSCRIPTS_FILE = "transcripts.json"
+FRAMES_DIR = "frames"
+
+
+def check_workspace(workspace: str) -> str:
+    if not _WORKSPACE.match(workspace):
+        raise ValueError(
+            f"workspace {workspace!r} must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
+        )
+    return workspace
+
+
+def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def partition_key(workspace: str, sha256: str) -> str:
+    """`<workspace>--<first 16 hex of sha256>`: the same bytes in one workspace are one partition."""
+    return f"{check_workspace(workspace)}{_SEPARATOR}{sha256[:HASH_CHARS]}"
+
+
+def split_partition_key(key: str) -> tuple[str, str]:
+    workspace, sep, video_id = key.rpartition(_SEPARATOR)
+    if not sep or not workspace or len(video_id) != HASH_CHARS:
+        raise ValueError(f"{key!r} is not a video partition key (<workspace>--<16 hex>)")
+    return workspace, video_id
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    home: Path
+
+    @property
+    def uploads(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def vectors(self) -> Path:
+        return self.home / "vectors"
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    def registry_file(self, key: str) -> Path:
+        workspace, video_id = split_partition_key(key)
+        return self.home / "registry" / workspace / f"{video_id}.json"
+
+    def registry_files(self) -> list[Path]:
+        return sorted((self.home / "registry").glob("*/*.json"))
+
+    def video_dir(self, key: str) -> Path:
+        workspace, video_id = split_partition_key(key)
+        return self.home / "segments" / workspace / video_id
+
+    def segments_metadata(self, key: str) -> Path:
+        return self.video_dir(key) / SEGMENTS_METADATA
+
+    def transcripts_file(self, key: str) -> Path:
+        return self.video_dir(key) / TRANSCRIPTS_FILE
