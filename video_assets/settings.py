@@ -63,7 +63,7 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.metadata["env"], raw, hints[f.name])
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update({k: Path(v) if hints[k] is Path else v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
         return settings

@@ -1,6 +1,7 @@
 """The upload sensor: new, settled videos in the bucket become partitions and runs."""
 
 
+import logging
 import time
 
 import dagster as dg
@@ -13,6 +14,13 @@ from video_assets.store.registry import register_upload
 from video_assets.store.uploads import WatchState, settled_uploads
 
 SOURCE_TAG = "video_assets/source"
+_log = logging.getLogger(__name__)
+
+
+def _report(context: dg.SensorEvaluationContext, level: int, message: str) -> None:
+    """To the tick's log in the UI and to Python logging (the daemon's own log, tests)."""
+    context.log.log(level, message)
+    _log.log(level, message)
 
 
 @dg.sensor(
@@ -35,15 +43,15 @@ def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource
         try:
             registration = register_upload(registry, bucket, obj)
         except (MediaError, ValueError) as exc:
-            context.log.warning(f"skipping {obj.uri}: {getattr(exc, 'cause', exc)}")
+            _report(context, logging.WARNING, f"skipping {obj.uri}: {getattr(exc, 'cause', exc)}")
             continue
         key = registration.record.partition_key
         if key in new_keys or context.instance.has_dynamic_partition(videos_partitions.name, key):
-            context.log.info(f"{obj.name}: same bytes as video {key}, already known; name recorded")
+            _report(context, logging.INFO, f"{obj.name}: same bytes as video {key}, already known; name recorded")
             continue
         new_keys.append(key)
         runs.append(dg.RunRequest(run_key=key, partition_key=key, tags={SOURCE_TAG: obj.name}))
-        context.log.info(f"{obj.name}: new video {key}")
+        _report(context, logging.INFO, f"{obj.name}: new video {key}")
 
     return dg.SensorResult(
         run_requests=runs,

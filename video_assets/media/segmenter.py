@@ -87,16 +87,18 @@ def split_video(
         _cut(info, out_dir, planned, reencode=False, audio_path=audio_path)
         audio_done = True
         cuts = _measured_cuts(out_dir, info)
-        if not _close_to_plan(cuts, planned, segment_length):
-            method = "re-encode"  # keyframes too sparse for the planned boundaries
     except MediaError:
         method = "re-encode"  # e.g. codecs MP4 cannot hold
+    else:
+        _check_complete(info, cuts)
+        if not _close_to_plan(cuts, planned, segment_length):
+            method = "re-encode"  # keyframes too sparse for the planned boundaries
     if method == "re-encode":
         _remove_pieces(out_dir)
         _cut(info, out_dir, planned, reencode=True, audio_path=None if audio_done else audio_path)
         cuts = _measured_cuts(out_dir, info)
+        _check_complete(info, cuts)
     timings["cut_seconds"] = time.perf_counter() - clock
-    _check_complete(info, cuts)
 
     clock = time.perf_counter()
     segments = _name_segments(out_dir, cuts)

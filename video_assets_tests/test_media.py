@@ -1,0 +1,147 @@
+"""Probing, cutting, frames and audio on real generated media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from video_assets.media.audio import SAMPLE_RATE, read_wav_16k
+from video_assets.media.errors import MediaError
+from video_assets.media.frames import frame_times
+from video_assets.media.probe import probe
+from video_assets.media.segmenter import plan_segments, split_video
+
+
+def split(path: Path, out: Path, **options: float):
+    params = {"segment_length": 30.0, "min_segment_length": 5.0, "frames_per_segment": 5} | options
+    return split_video(probe(path), out, **params)
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [
+        (62.0, [(0.0, 30.0), (30.0, 62.0)]),  # 2 s tail merged
+        (47.0, [(0.0, 30.0), (30.0, 47.0)]),  # 17 s tail kept
+        (0.4, [(0.0, 0.4)]),
+        (90.0, [(0.0, 30.0), (30.0, 60.0), (60.0, 90.0)]),
+        (64.9, [(0.0, 30.0), (30.0, 64.9)]),
+        (65.0, [(0.0, 30.0), (30.0, 60.0), (60.0, 65.0)]),
+    ],
+)
+def test_plan_merges_short_tail(duration: float, expected: list[tuple[float, float]]) -> None:
+    assert plan_segments(duration, 30.0, 5.0) == expected
+
+
+def test_frame_times_are_evenly_spaced() -> None:
+    assert frame_times(0.0, 30.0, 5) == [0.0, 6.0, 12.0, 18.0, 24.0]
+    assert frame_times(30.0, 62.0, 4) == [30.0, 38.0, 46.0, 54.0]
+
+
+def test_probe_reports_streams(media) -> None:
+    info = probe(media.talk(62.0))
+    assert info.container.startswith("mov,mp4")
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height, info.fps) == (320, 240, 25.0)
+    assert info.duration == pytest.approx(62.0, abs=0.1)
+
+
+def test_62s_cut_by_stream_copy_with_tail_merged(media, tmp_path: Path) -> None:
+    result = split(media.talk(62.0), tmp_path)
+    assert result.method == "stream-copy"
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 30.0), (30.0, 62.0)]
+    assert [s.path.name for s in result.segments] == [
+        "segment_timestamp-0-0.00-30.00.mp4",
+        "segment_timestamp-1-30.00-62.00.mp4",
+    ]
+    for seg in result.segments:
+        with av.open(str(seg.path)) as clip:  # each file plays on its own, from 0
+            assert clip.duration / av.time_base == pytest.approx(seg.duration, abs=0.1)
+            assert [s.type for s in clip.streams] == ["video", "audio"]
+
+
+def test_47s_keeps_a_17s_tail_and_frames_land_on_their_times(media, tmp_path: Path) -> None:
+    result = split(media.talk(47.0), tmp_path)
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 30.0), (30.0, 47.0)]
+    first, second = result.segments
+    assert [f.time for f in first.frames] == pytest.approx([0, 6, 12, 18, 24], abs=0.041)  # one frame at 25 fps
+    assert [f.time for f in second.frames] == pytest.approx([30, 33.4, 36.8, 40.2, 43.6], abs=0.041)
+    # The picture sampled at 30 s is the green BICYCLE card, the one at 24 s the red VOLCANO card.
+    assert _dominant(first.frames[-1].image) == "red"
+    assert _dominant(second.frames[0].image) == "green"
+
+
+def test_tiny_clip_is_one_segment(media, tmp_path: Path) -> None:
+    result = split(media.silent_pattern(0.4), tmp_path)
+    assert len(result.segments) == 1
+    seg = result.segments[0]
+    assert [seg.start, seg.end] == pytest.approx([0.0, 0.4], abs=0.05)
+    assert len(seg.frames) == 5 and all(f.time <= 0.4 for f in seg.frames)
+
+
+def test_sparse_keyframes_fall_back_to_one_reencode(media, tmp_path: Path) -> None:
+    result = split(media.sparse_keyframes(), tmp_path)
+    assert result.method == "re-encode"
+    assert [t for s in result.segments for t in (s.start, s.end)] == pytest.approx([0.0, 30.0, 30.0, 40.0], abs=0.05)
+
+
+def test_audio_is_decoded_once_to_16k_mono(media, tmp_path: Path) -> None:
+    result = split(media.talk(47.0), tmp_path)
+    samples = read_wav_16k(result.audio_path)
+    assert len(samples) / SAMPLE_RATE == pytest.approx(47.0, abs=0.1)
+    speech, silence = samples[SAMPLE_RATE : 3 * SAMPLE_RATE], samples[-SAMPLE_RATE:]
+    assert abs(speech).max() > 0.05 and abs(silence).max() < 0.01
+
+
+def test_video_without_audio_has_no_audio_file(media, tmp_path: Path) -> None:
+    result = split(media.no_audio(), tmp_path)
+    assert result.audio_path is None and len(result.segments) == 1
+
+
+def test_portrait_and_vp9_mkv(media, tmp_path: Path) -> None:
+    portrait = probe(media.portrait())
+    assert (portrait.width, portrait.height) == (240, 426)
+    result = split(media.portrait(), tmp_path / "p")
+    assert result.segments[0].frames[0].image.size == (240, 426)
+
+    mkv = probe(media.vp9_mkv())
+    assert (mkv.container, mkv.video_codec, mkv.audio_codec) == ("matroska,webm", "vp9", "opus")
+    result = split(media.vp9_mkv(), tmp_path / "m")
+    assert len(result.segments) == 1 and result.audio_path is not None
+    with av.open(str(result.segments[0].path)) as clip:
+        assert clip.streams.video[0].codec_context.name in {"vp9", "h264"}
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "cause"),
+    [
+        ("empty.mp4", b"", "empty file"),
+        ("random.mp4", bytes(range(256)) * 64, "not a readable media file"),
+        ("notes.mov", b"meeting notes, not a movie\n" * 50, "not a readable media file"),
+    ],
+)
+def test_probe_rejects_non_video_with_file_and_cause(media, name: str, data: bytes, cause: str) -> None:
+    path = media.write(name, data)
+    with pytest.raises(MediaError) as raised:
+        probe(path)
+    assert str(path) in str(raised.value) and cause in str(raised.value)
+
+
+def test_still_image_is_not_a_video(media, tmp_path: Path) -> None:
+    from video_assets.samples import draw_card
+
+    picture = tmp_path / "card.png"
+    draw_card("HELLO", "#123456", (64, 48)).save(picture)
+    with pytest.raises(MediaError, match="not a video"):
+        probe(picture)
+
+
+def test_truncated_upload_is_reported_not_shortened(media, tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="truncated"):
+        split(media.truncated(), tmp_path)
+
+
+def _dominant(image) -> str:  # noqa: ANN001
+    r, g, b = image.convert("RGB").resize((1, 1)).getpixel((0, 0))
+    return "red" if r > max(g, b) else "green" if g > max(r, b) else "blue"

@@ -1,0 +1,92 @@
+"""`segments` and `transcripts` materialized for one partition through a real Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from video_assets.defs.assets import segments, transcripts
+from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.resources import VideoStoreResource, WhisperResource
+from video_assets.store.layout import DataLayout
+from video_assets.store.registry import VideoRegistry, register_upload
+from video_assets.store.uploads import LocalFolderBucket
+
+RESOURCES = {"store": VideoStoreResource(), "whisper": WhisperResource()}
+
+
+def add_upload(video: Path, home: Path, instance: dg.DagsterInstance, name: str = "talk.mp4") -> str:
+    bucket = LocalFolderBucket(home / "uploads")
+    obj = bucket.put(video, "team-a", name)
+    key = register_upload(VideoRegistry(DataLayout(home)), bucket, obj).record.partition_key
+    instance.add_dynamic_partitions(videos_partitions.name, [key])
+    return key
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: dg.AssetsDefinition) -> dict:
+    event = instance.get_latest_materialization_event(asset.key)
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_materialize_segments_and_transcripts(media, data_home: Path, instance: dg.DagsterInstance) -> None:
+    key = add_upload(media.talk(62.0), data_home, instance)
+    result = dg.materialize([segments, transcripts], partition_key=key, instance=instance, resources=RESOURCES)
+    assert result.success
+
+    video_dir = DataLayout(data_home).video_dir(key)
+    document = json.loads((video_dir / "segments_metadata.json").read_text())
+    assert document["processing_completed"] is True
+    assert document["segment_count"] == 2 and document["total_duration"] == pytest.approx(62.0, abs=0.1)
+    assert document["document_data"]["document_metadata"] == {
+        "video_name": "talk.mp4",
+        "file_size": media.talk(62.0).stat().st_size,
+        "video_duration": document["total_duration"],
+        "total_segments": 2,
+    }
+    first, second = document["segments_info"]["0"], document["segments_info"]["1"]
+    assert (first["start_time"], first["end_time"], second["start_time"], second["end_time"]) == (0.0, 30.0, 30.0, 62.0)
+    assert first["frame_times"] == [0.0, 6.0, 12.0, 18.0, 24.0]
+    assert Path(second["video_segment_path"]).name == "segment_timestamp-1-30.00-62.00.mp4"
+    assert all(Path(p).is_file() for s in (first, second) for p in s["frame_paths"] + [s["video_segment_path"]])
+
+    # The spoken words land in the segment where they were said.
+    assert {"volcano", "lava", "village"} <= set(_words(first["transcript"]))
+    assert {"bicycle", "chain"} <= set(_words(second["transcript"]))
+    assert "volcano" not in _words(second["transcript"])
+    words = json.loads((video_dir / "transcripts.json").read_text())["segments"][1]["words"]
+    assert all(30.0 <= (w["start"] + w["end"]) / 2 < 62.0 for w in words)
+
+    meta = latest_metadata(instance, segments)
+    assert meta["segment_count"] == 2 and meta["resolution"] == "320x240" and meta["cut_method"] == "stream-copy"
+    assert meta["files"] == ["talk.mp4"] and meta["video_codec"] == "h264" and meta["audio_codec"] == "aac"
+    meta = latest_metadata(instance, transcripts)
+    assert meta["device"] == "cpu" and meta["word_count"] >= 15 and "volcano" in meta["excerpt"].lower()
+
+
+def test_video_without_audio_gets_empty_transcripts_and_a_note(media, data_home: Path, instance) -> None:
+    key = add_upload(media.no_audio(), data_home, instance, "quiet.mp4")
+    assert dg.materialize([segments, transcripts], partition_key=key, instance=instance, resources=RESOURCES).success
+    meta = latest_metadata(instance, transcripts)
+    assert meta["word_count"] == 0 and "no audio" in meta["note"]
+
+
+def test_failed_rerun_keeps_what_was_stored(media, data_home: Path, instance) -> None:
+    key = add_upload(media.talk(47.0), data_home, instance)
+    assert dg.materialize([segments], partition_key=key, instance=instance, resources=RESOURCES).success
+    stored = DataLayout(data_home).segments_metadata(key)
+    before = stored.read_bytes()
+
+    shutil.rmtree(data_home / "uploads")  # the upload is gone: the rerun must fail, not wipe the segments
+    result = dg.materialize([segments], partition_key=key, instance=instance, resources=RESOURCES, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "talk.mp4" in failure and "no longer" not in failure and "exists" in failure
+    assert stored.read_bytes() == before and len(list(stored.parent.glob("*.mp4"))) == 2
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,!?").lower() for w in text.split()]
