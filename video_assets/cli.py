@@ -12,6 +12,7 @@ from video_assets.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
     parser = argparse.ArgumentParser(prog="video-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -23,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="models, device, settings and the state of every video")
     status.add_argument("--json", action="store_true")
 
+    search = commands.add_parser("search", help="find moments by what was said or shown")
+    search.add_argument("query")
+    search.add_argument("--workspace", "-w", default=None)
+    search.add_argument("--limit", "-n", type=int, default=10)
+    search.add_argument("--json", action="store_true", help="a JSON list of {file, partition, segment, start, end, score, text}")
+
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
     demo.add_argument("--workspace", "-w", default=None)
 
@@ -32,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"video-assets: {exc}", file=sys.stderr)
         return 2
-    handler = {"ingest": _ingest, "status": _status, "demo": _demo}[args.command]
+    handler = {"ingest": _ingest, "status": _status, "search": _search, "demo": _demo}[args.command]
     return handler(args, settings)
 
 
@@ -83,6 +90,31 @@ def _video_summary(settings: Settings, key: str) -> dict:
     }
 
 
+def _search(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.defs.common import clock
+    from video_assets.search import hit_as_json, search
+
+    try:
+        hits = search(args.query, workspace=args.workspace or settings.workspace, limit=args.limit, settings=settings)
+    except ValueError as exc:
+        print(f"video-assets search: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([hit_as_json(h) for h in hits], indent=2, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, 1):
+        where = "whole video" if hit.segment is None else f"{clock(hit.start)}-{clock(hit.end)} (segment {hit.segment})"
+        print(f"{rank:2d}. {hit.file}  {where}  score {hit.score:.3f}  [{hit.partition}]")
+        print(f"    {_shorten(hit.text, 160)}")
+    return 0
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from video_assets.defs.runner import dagster_instance, video_states
     from video_assets.models.whisper import pick_device, resolve_model_path
@@ -101,7 +133,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
                 "found": Path(whisper_path).exists(),
                 "device": device,
                 "compute_type": compute_type,
-            }
+            },
+            **_other_models(settings),
         },
         "videos": video_states(settings, instance),
     }
@@ -121,8 +154,28 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _other_models(settings: Settings) -> dict:
+    from video_assets.models.captioners import OCR_VISUAL_STATS
+    from video_assets.models.embedder import default_device
+    from video_assets.models.embedder import resolve_model_path as embedder_path
+
+    gpu = default_device()
+    name, path = embedder_path(settings.embedding_model)
+    if settings.caption_model == OCR_VISUAL_STATS:
+        import rapidocr_onnxruntime
+
+        caption_path = str(Path(rapidocr_onnxruntime.__file__).parent / "models")
+    else:
+        caption_path = settings.caption_model
+    return {
+        "captioner": {"name": settings.caption_model, "path": caption_path, "found": Path(caption_path).exists(), "device": gpu, "compute_type": "onnx" if settings.caption_model == OCR_VISUAL_STATS else "4-bit" if gpu == "cuda" else "float32"},
+        "embedder": {"name": name, "path": path, "found": Path(path).exists(), "device": gpu, "compute_type": "float32"},
+        "summarizer": {"name": settings.summary_model if settings.openai_base_url else "extractive", "path": settings.openai_base_url or "(offline)", "found": True, "device": "remote" if settings.openai_base_url else "cpu", "compute_type": "-"},
+    }
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from video_assets.defs.assets import clock
+    from video_assets.defs.common import clock
     from video_assets.samples import DEMO_SCENES, espeak_available, make_video
 
     if not espeak_available():
@@ -146,6 +199,16 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"      {seg['transcript'] or '(no speech)'}")
     print(f"\nSee the run in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -w workspace.yaml")
     return 0
+
+
+def _quiet_libraries() -> None:
+    """A person reads this output: no progress bars or preview notices from the libraries."""
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in packages; never fetched at run time
+    warnings.filterwarnings("ignore", message=".*(preview|beta).*", category=Warning)
 
 
 if __name__ == "__main__":

@@ -2,20 +2,45 @@
 
 import dagster as dg
 
-from video_assets.defs.assets import segments, transcripts
+from video_assets.defs.assets import build_transcripts, segments
+from video_assets.defs.checks import video_checks
+from video_assets.defs.code_versions import model_code_versions
 from video_assets.defs.jobs import process_video_job
-from video_assets.defs.resources import VideoStoreResource, WhisperResource
-from video_assets.defs.sensors import upload_sensor
-
-defs = dg.Definitions(
-    assets=[segments, transcripts],
-    jobs=[process_video_job],
-    sensors=[upload_sensor],
-    resources={"store": VideoStoreResource(), "whisper": WhisperResource()},
-    # Steps of one video run in sequence in one process, so each model loads once per run;
-    # scale-out comes from the run launcher (and dagster-celery / dagster-k8s executors).
-    executor=dg.in_process_executor,
+from video_assets.defs.resources import (
+    CaptionerResource,
+    EmbedderResource,
+    SummarizerResource,
+    VectorStoreResource,
+    VideoStoreResource,
+    WhisperResource,
 )
+from video_assets.defs.search_assets import build_search_assets
+from video_assets.defs.sensors import upload_sensor
+from video_assets.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    versions = model_code_versions(settings)
+    return dg.Definitions(
+        assets=[segments, build_transcripts(versions["transcripts"]), *build_search_assets(versions)],
+        asset_checks=video_checks,
+        jobs=[process_video_job],
+        sensors=[upload_sensor],
+        resources={
+            "store": VideoStoreResource(),
+            "whisper": WhisperResource(),
+            "captioner": CaptionerResource(),
+            "embedder": EmbedderResource(),
+            "vectors": VectorStoreResource(),
+            "summarizer": SummarizerResource(),
+        },
+        # Steps of one video run in sequence in one process, so each model loads once per run;
+        # scale-out comes from the run launcher (and dagster-celery / dagster-k8s executors).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())
 
 
 def process_video() -> dg.JobDefinition:

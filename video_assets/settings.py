@@ -45,9 +45,37 @@ class Settings:
     whisper_batch_size: int = _env_field("VIDEO_WHISPER_BATCH_SIZE", 8, "batched inference batch size")
     whisper_language: str = _env_field("VIDEO_WHISPER_LANGUAGE", "", "language code; empty lets the model detect it")
 
+    caption_model: str = _env_field(
+        "VIDEO_CAPTION_MODEL",
+        "ocr-visual-stats",
+        "'ocr-visual-stats' (offline OCR + measured visual facts) or a transformers VLM id/folder",
+    )
+    caption_revision: str = _env_field("VIDEO_CAPTION_MODEL_REVISION", "", "pinned revision of the caption model")
+    caption_prompt: str = _env_field("VIDEO_CAPTION_PROMPT", "", "VLM prompt template with {transcript}; empty: default")
+    caption_dtype: str = _env_field("VIDEO_CAPTION_DTYPE", "", "VLM dtype on CPU (default float32)")
+    captioning_batch_size: int = _env_field(
+        "VIDEO_CAPTIONING_BATCH_SIZE", 0, "frames per VLM batch; 0 follows free GPU memory"
+    )
+
+    embedding_model: str = _env_field(
+        "VIDEO_EMBEDDING_MODEL", BUNDLED, "sentence-transformers model: 'bundled' (all-MiniLM-L6-v2) or a folder"
+    )
+    qdrant_url: str = _env_field("QDRANT_URL", "", "Qdrant server; empty: embedded local mode under <home>/vectors")
+    qdrant_collection: str = _env_field("VIDEO_ASSETS_COLLECTION", "video_segments", "Qdrant collection")
+
+    openai_base_url: str = _env_field(
+        "OPENAI_BASE_URL", "", "OpenAI-compatible endpoint for descriptions; empty: extractive summary"
+    )
+    summary_model: str = _env_field("VIDEO_SUMMARY_MODEL", "gpt-4o-mini", "chat model (or Azure deployment) name")
+    azure_api_version: str = _env_field("AZURE_OPENAI_API_VERSION", "", "set to use Azure OpenAI at OPENAI_BASE_URL")
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def vectors_path(self) -> Path:
+        return self.home_dir / "vectors"
 
     @property
     def uploads_location(self) -> str:
@@ -77,7 +105,7 @@ class Settings:
             raise ValueError(f"VIDEO_FRAMES_PER_SEGMENT must be >= 1, got {self.frames_per_segment}")
 
     def describe(self) -> list[tuple[str, str, str]]:
-        """(env var, current value, help) for `video-assets status`."""
+        """(env var, current value, help) for `video-assets status`; secrets are never settings."""
         return [(f.metadata["env"], str(getattr(self, f.name)), f.metadata["help"]) for f in fields(self)]
 
 

@@ -23,7 +23,7 @@ Reply = Callable[[dict[str, Any]], str]
 @dataclass
 class SeenRequest:
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: dict[str, Any]
 
     @property
@@ -32,14 +32,17 @@ class SeenRequest:
 
 
 class ChatServer:
-    def __init__(self, statuses: Iterable[int] = (), *, then: int = 200, reply: Reply | str = "A summary.") -> None:
+    def __init__(
+        self, statuses: Iterable[int] = (), *, then: int = 200, reply: Reply | str = "A summary."
+    ) -> None:
         self.statuses = list(statuses)
         self.then = then
         self.reply: Reply = reply if callable(reply) else (lambda _body, text=reply: text)
         self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -64,10 +67,11 @@ class ChatServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                request = SeenRequest(self.path, dict(self.headers.items()), body)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                request = SeenRequest(self.path, headers, body)
                 status = server._next_status(request)
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     status = 404
@@ -84,8 +88,8 @@ class ChatServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keeps test output clean
-                pass
+            def log_message(self, message_format: str, *args: Any) -> None:
+                pass  # keeps test output clean
 
         return Handler
 
@@ -97,9 +101,7 @@ def completion(request: dict[str, Any], text: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": 0,
         "model": request.get("model", "test-model"),
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {
             "prompt_tokens": prompt_words,
             "completion_tokens": len(text.split()),

@@ -9,14 +9,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from video_assets.defs.assets import segments, transcripts
+from video_assets.definitions import defs
 from video_assets.defs.partitions import videos_partitions
-from video_assets.defs.resources import VideoStoreResource, WhisperResource
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import VideoRegistry, register_upload
 from video_assets.store.uploads import LocalFolderBucket
 
-RESOURCES = {"store": VideoStoreResource(), "whisper": WhisperResource()}
+ASSETS = {a.key.to_user_string(): a for a in defs.assets}
+segments, transcripts = ASSETS["segments"], ASSETS["transcripts"]
+RESOURCES = defs.resources
 
 
 def add_upload(video: Path, home: Path, instance: dg.DagsterInstance, name: str = "talk.mp4") -> str:

@@ -8,17 +8,23 @@ from typing import Any
 
 import pytest
 
-from video_assets.models.summarizer import SummarizerError, chunk_texts, public_endpoint, summarize_video
+from video_assets.models.summarizer import (
+    SummarizerError,
+    Summary,
+    chunk_texts,
+    public_endpoint,
+    summarize_video,
+)
 from video_assets_tests.chat_server import ChatServer
 
 FAKE_KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 SEGMENTS = [
-    "Caption: On-screen text: \"VOLCANO\". Transcript: The volcano erupted at dawn and lava reached the valley.",
+    'Caption: On-screen text: "VOLCANO". Transcript: The volcano erupted at dawn; lava reached the valley.',
     "Caption: Colours: black. Dark. Transcript: Villagers were evacuated by bus before the lava arrived.",
 ]
 
 
-def summarize(server: ChatServer, texts: list[str] = SEGMENTS, **options: Any):  # noqa: ANN201
+def summarize(server: ChatServer, texts: list[str] = SEGMENTS, **options: Any) -> Summary:
     options = {"api_key": FAKE_KEY, "model": "test-model", "retry_base_delay": 0.01, **options}
     return summarize_video(texts, base_url=server.base_url, **options)
 
@@ -35,12 +41,17 @@ def test_llm_summary_is_what_the_endpoint_answered() -> None:
         summary = summarize(server)
 
     assert summary.text == "A volcano erupts and a village is evacuated."
-    assert (summary.method, summary.model, summary.endpoint, summary.chunks) == ("llm", "test-model", server.base_url, 1)
+    assert (summary.method, summary.model, summary.endpoint, summary.chunks) == (
+        "llm",
+        "test-model",
+        server.base_url,
+        1,
+    )
     [request] = server.requests
     assert request.body["temperature"] == 0.3 and request.body["max_tokens"] == 1000
     assert request.body["model"] == "test-model"
     assert all(text in request.prompt for text in SEGMENTS)
-    assert request.headers["Authorization"] == f"Bearer {FAKE_KEY}"  # the key goes to the endpoint only
+    assert request.headers["authorization"] == f"Bearer {FAKE_KEY}"  # the key goes to the endpoint only
 
 
 def test_rate_limit_is_retried_until_success(debug_logs: pytest.LogCaptureFixture) -> None:
@@ -64,7 +75,9 @@ def test_persistent_server_error_names_the_endpoint_and_status_never_the_key(
     assert len(server.requests) == 3
     assert FAKE_KEY not in message
     assert FAKE_KEY not in debug_logs.text
-    assert failure.value.__cause__ is None and failure.value.__context__ is not None  # suppressed, not chained
+    assert (
+        failure.value.__cause__ is None and failure.value.__context__ is not None
+    )  # suppressed, not chained
 
 
 def test_client_errors_fail_at_once() -> None:
@@ -79,7 +92,9 @@ def test_connection_refused_is_retried_then_reported() -> None:
         base_url = server.base_url
     # The server is stopped: nothing listens on its port any more.
     with pytest.raises(SummarizerError, match="APIConnectionError") as failure:
-        summarize_video(SEGMENTS, base_url=base_url, api_key=FAKE_KEY, model="m", max_retries=1, retry_base_delay=0.01)
+        summarize_video(
+            SEGMENTS, base_url=base_url, api_key=FAKE_KEY, model="m", max_retries=1, retry_base_delay=0.01
+        )
 
     assert base_url in str(failure.value) and "2 attempt" in str(failure.value)
 
@@ -89,7 +104,11 @@ def test_long_input_is_summarised_in_parts_then_combined() -> None:
 
     def reply(body: dict[str, Any]) -> str:
         prompt = body["messages"][-1]["content"]
-        return "combined summary" if prompt.startswith("Below are summaries") else f"part summary {prompt[60:70]}"
+        return (
+            "combined summary"
+            if prompt.startswith("Below are summaries")
+            else f"part summary {prompt[60:70]}"
+        )
 
     with ChatServer(reply=reply) as server:
         summary = summarize(server, segments, max_input_chars=1000)
@@ -99,7 +118,9 @@ def test_long_input_is_summarised_in_parts_then_combined() -> None:
     assert summary.text == "combined summary"
     assert summary.chunks == len(parts) == 6  # two ~450-char segments per 1000-char part
     assert len(combines) == 1 and len(server.requests) == 7
-    assert all(len(r.body["messages"][-1]["content"]) < 1000 + 300 for r in server.requests)  # part + instructions
+    assert all(
+        len(r.body["messages"][-1]["content"]) < 1000 + 300 for r in server.requests
+    )  # part + instructions
     assert "Segment 0:" in parts[0].prompt and "Segment 11:" in parts[-1].prompt
 
 
@@ -113,7 +134,10 @@ def test_chunks_never_exceed_the_limit() -> None:
 
 
 def test_endpoint_in_metadata_has_no_credentials() -> None:
-    assert public_endpoint("https://user:secret@llm.example.com:8443/v1?key=abc") == "https://llm.example.com:8443/v1"
+    assert (
+        public_endpoint("https://user:secret@llm.example.com:8443/v1?key=abc")
+        == "https://llm.example.com:8443/v1"
+    )
 
 
 def test_without_an_endpoint_the_summary_is_extractive_and_says_so() -> None:
@@ -134,7 +158,9 @@ def test_without_an_endpoint_the_summary_is_extractive_and_says_so() -> None:
 
 
 def test_extractive_summary_is_capped_and_empty_input_is_empty() -> None:
-    long_segments = [f"Speaker {i} explains how the eruption of the volcano changed life in the valley." for i in range(80)]
+    long_segments = [
+        f"Speaker {i} explains how the eruption of the volcano changed life in the valley." for i in range(80)
+    ]
 
     assert len(summarize_video(long_segments, base_url="", api_key=None, model="m").text) <= 1000
     assert summarize_video([], base_url=None, api_key=None, model="m").text == ""

@@ -5,17 +5,17 @@ atomically; the Dagster layer only adds partitions, metadata, pools and failure 
 """
 
 
-import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
 
 import dagster as dg
 
+from video_assets.defs.common import GROUP, clock, digest, fail
 from video_assets.defs.partitions import videos_partitions
 from video_assets.defs.resources import VideoStoreResource, WhisperResource
 from video_assets.media.audio import read_wav_16k
+from video_assets.media.contact_sheet import as_markdown_image, contact_sheet
 from video_assets.media.errors import MediaError
 from video_assets.media.probe import probe
 from video_assets.media.segmenter import AUDIO_FILE, SplitResult, split_video
@@ -25,22 +25,12 @@ from video_assets.store.documents import load_document, new_document, segment_bo
 from video_assets.store.layout import FRAMES_DIR, SEGMENTS_METADATA
 from video_assets.store.registry import VideoRecord
 
-GROUP = "video"
-
-
 class SegmentsConfig(dg.Config):
     """Unset values come from the settings (VIDEO_SEGMENT_LENGTH and friends)."""
 
     segment_length: float | None = None
     min_segment_length: float | None = None
     frames_per_segment: int | None = None
-
-
-def fail(context: dg.AssetExecutionContext, error: MediaError | str, **metadata: object) -> dg.Failure:
-    """A failure whose message names the file and the cause, in the run's log and in the UI."""
-    message = str(error)
-    context.log.error(message)
-    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
 
 
 @dg.asset(
@@ -118,22 +108,38 @@ def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: V
             "cut_method": split.method,
             "timings": dg.MetadataValue.json(timings),
             "segments": dg.MetadataValue.md(_segments_table(segment_rows)),
+            "contact_sheet": dg.MetadataValue.md(
+                as_markdown_image(
+                    contact_sheet([[(f.time, f.image) for f in seg.frames] for seg in split.segments]),
+                    f"sampled frames of {record.names[0]}",
+                )
+            ),
             "path": dg.MetadataValue.path(str(final_dir)),
         },
-        data_version=dg.DataVersion(_digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])),
+        data_version=dg.DataVersion(digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])),
     )
 
 
-@dg.asset(
-    partitions_def=videos_partitions,
-    group_name=GROUP,
-    deps=[segments],
-    kinds={"whisper"},
-    pool="gpu",
-    code_version="transcripts-1",
-    description="One faster-whisper pass over the whole audio; words assigned to segments by their timestamps.",
-)
-def transcripts(
+def build_transcripts(code_version: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="transcripts",
+        partitions_def=videos_partitions,
+        group_name=GROUP,
+        deps=[segments],
+        kinds={"whisper"},
+        pool="gpu",
+        code_version=code_version,
+        description="One faster-whisper pass over the whole audio; words assigned to segments by their timestamps.",
+    )
+    def transcripts(
+        context: dg.AssetExecutionContext, store: VideoStoreResource, whisper: WhisperResource
+    ) -> dg.MaterializeResult:
+        return transcribe_video(context, store, whisper)
+
+    return transcripts
+
+
+def transcribe_video(
     context: dg.AssetExecutionContext, store: VideoStoreResource, whisper: WhisperResource
 ) -> dg.MaterializeResult:
     key = context.partition_key
@@ -186,7 +192,7 @@ def transcripts(
         metadata |= {"model": runtime.model, "model_path": runtime.path, "device": runtime.device, "compute_type": runtime.compute_type}
     if note:
         metadata["note"] = note
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(_digest(texts)))
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(digest(texts)))
 
 
 def _source_path(store: VideoStoreResource, record: VideoRecord) -> Path | None:
@@ -232,12 +238,3 @@ def _transcript_excerpt(bounds: list[tuple[float, float]], texts: list[str], lim
     lines = [f"- **{clock(s)}–{clock(e)}** {t}" for (s, e), t in list(zip(bounds, texts))[:limit] if t]
     return "\n".join(lines) or "_no speech_"
 
-
-def clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,18 +1,30 @@
-"""One resource per external system: the video store (upload bucket + data root) and the speech model.
+"""One resource per external system: the video store, each model, the vector store, the chat endpoint.
 
 Empty fields fall back to `Settings.from_env()` when a run starts, so one set of definitions serves
 any data root; the launchpad or a test may set them explicitly.
 """
 
 
-import numpy as np
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import dagster as dg
+import numpy as np
 
 from video_assets.models import whisper
 from video_assets.settings import Settings
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import VideoRegistry
 from video_assets.store.uploads import UploadBucket, open_bucket
+
+if TYPE_CHECKING:
+    from video_assets.models.captioners import Captioner
+    from video_assets.models.embedder import TextEmbedder
+    from video_assets.models.summarizer import Summary
+    from video_assets.store.vector_index import VectorIndex
 
 
 class VideoStoreResource(dg.ConfigurableResource):
@@ -67,3 +79,100 @@ class WhisperResource(dg.ConfigurableResource):
             language=self.language or settings.whisper_language or None,
         )
         return result, runtime
+
+
+class CaptionerResource(dg.ConfigurableResource):
+    """Frame captioner: the offline OCR + visual-statistics default, or a transformers VLM."""
+
+    model: str = ""
+    revision: str = ""
+    prompt: str = ""
+    dtype: str = ""
+    batch_size: int = 0
+
+    def resolved(self) -> dict[str, object]:
+        settings = Settings.from_env()
+        return {
+            "name": self.model or settings.caption_model,
+            "revision": self.revision or settings.caption_revision or None,
+            "prompt": self.prompt or settings.caption_prompt or None,
+            "dtype": self.dtype or settings.caption_dtype or None,
+            "batch_size": self.batch_size or settings.captioning_batch_size or None,
+        }
+
+    def load(self) -> "Captioner":
+        from video_assets.models.captioners import load_captioner
+
+        return load_captioner(**self.resolved())  # type: ignore[arg-type]
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """sentence-transformers text embedder (dense) plus the keyword (sparse) vectors."""
+
+    model: str = ""
+
+    def load(self) -> "TextEmbedder":
+        from video_assets.models.embedder import load_embedder
+
+        return load_embedder(self.model or Settings.from_env().embedding_model)
+
+
+class VectorStoreResource(dg.ConfigurableResource):
+    """Qdrant: embedded local mode under <home>/vectors by default, a server when QDRANT_URL is set.
+
+    Local mode allows one client per folder at a time, so it is opened per use and closed after;
+    another process holding it is waited for. QDRANT_API_KEY is read from the environment only.
+    """
+
+    url: str = ""
+    path: str = ""
+    collection: str = ""
+    lock_wait_seconds: float = 120.0
+
+    @contextmanager
+    def open(self) -> Iterator["VectorIndex"]:
+        from video_assets.store.vector_access import vector_index
+
+        settings = Settings.from_env()
+        with vector_index(
+            url=self.url or settings.qdrant_url or None,
+            path=Path(self.path) if self.path else settings.vectors_path,
+            collection=self.collection or settings.qdrant_collection,
+            api_key=os.environ.get("QDRANT_API_KEY") or None,
+            lock_wait_seconds=self.lock_wait_seconds,
+        ) as index:
+            yield index
+
+
+class SummarizerResource(dg.ConfigurableResource):
+    """An OpenAI-compatible chat endpoint (OPENAI_BASE_URL; Azure with AZURE_OPENAI_API_VERSION).
+
+    The API key is read from OPENAI_API_KEY at call time: it is never part of the resource's config,
+    so it never shows in the UI, the run config or metadata.
+    """
+
+    base_url: str = ""
+    model: str = ""
+    azure_api_version: str = ""
+    retry_base_delay: float = 1.0
+    max_retries: int = 5
+
+    def endpoint(self) -> str | None:
+        return self.base_url or Settings.from_env().openai_base_url or None
+
+    def model_name(self) -> str:
+        return self.model or Settings.from_env().summary_model
+
+    def summarize(self, texts: list[str]) -> "Summary":
+        from video_assets.models.summarizer import summarize_video
+
+        settings = Settings.from_env()
+        return summarize_video(
+            texts,
+            base_url=self.endpoint(),
+            api_key=os.environ.get("OPENAI_API_KEY") or None,
+            model=self.model_name(),
+            azure_api_version=self.azure_api_version or settings.azure_api_version or None,
+            retry_base_delay=self.retry_base_delay,
+            max_retries=self.max_retries,
+        )

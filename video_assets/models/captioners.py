@@ -135,11 +135,32 @@ def brightness_word(value: float) -> str:
     return "bright"
 
 
-PALETTE = ("black", "white", "gray", "red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink",
-           "brown")
+PALETTE = (
+    "black",
+    "white",
+    "gray",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "cyan",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+)
 # Upper hue bound (degrees) of each band, from 0; red wraps around 360.
-HUE_BANDS = ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (195, "cyan"), (255, "blue"),
-             (315, "purple"), (345, "pink"), (361, "red"))
+HUE_BANDS = (
+    (15, "red"),
+    (40, "orange"),
+    (70, "yellow"),
+    (165, "green"),
+    (195, "cyan"),
+    (255, "blue"),
+    (315, "purple"),
+    (345, "pink"),
+    (361, "red"),
+)
 
 
 def colour_names(hsv: np.ndarray) -> np.ndarray:
@@ -172,8 +193,12 @@ def colour_names(hsv: np.ndarray) -> np.ndarray:
 
 def dominant_colours(image: Image.Image) -> list[tuple[str, float]]:
     hsv = np.asarray(image.convert("RGB").resize(COLOUR_SIZE, Image.Resampling.BOX).convert("HSV"))
-    shares = np.bincount(colour_names(hsv).ravel(), minlength=len(PALETTE)) / (COLOUR_SIZE[0] * COLOUR_SIZE[1])
-    ranked = sorted(((PALETTE[i], round(float(share), 3)) for i, share in enumerate(shares)), key=lambda c: -c[1])
+    shares = np.bincount(colour_names(hsv).ravel(), minlength=len(PALETTE)) / (
+        COLOUR_SIZE[0] * COLOUR_SIZE[1]
+    )
+    ranked = sorted(
+        ((PALETTE[i], round(float(share), 3)) for i, share in enumerate(shares)), key=lambda c: -c[1]
+    )
     return [(name, share) for name, share in ranked if share >= MIN_COLOUR_SHARE][:MAX_COLOURS]
 
 
@@ -191,17 +216,17 @@ def changed_pixels(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(np.abs(a - b) > PIXEL_CHANGE_LEVEL))
 
 
-def frame_text(ocr: Sequence[OcrLine], colours: Sequence[tuple[str, float]], brightness: float) -> str:
+def frame_text(lines: Sequence[str], colours: Sequence[tuple[str, float]], brightness: float) -> str:
     parts = []
-    if ocr:
-        parts.append("On-screen text: " + ", ".join(f'"{line.text}"' for line in ocr) + ".")
+    if lines:
+        parts.append("On-screen text: " + ", ".join(f'"{line}"' for line in lines) + ".")
     if colours:
         parts.append("Colours: " + ", ".join(name for name, _ in colours) + ".")
     parts.append(brightness_word(brightness).capitalize() + ".")
     return " ".join(parts)
 
 
-def segment_text(facts: Sequence[FrameFacts]) -> str:
+def segment_caption_text(facts: Sequence[FrameFacts]) -> str:
     """One compact caption from all frames: text seen, colours by total share, brightness, cuts.
 
     Merged rather than concatenated per frame so the caption stays short: the embedder reads at most
@@ -212,7 +237,7 @@ def segment_text(facts: Sequence[FrameFacts]) -> str:
     for f in facts:
         shares.update(dict(f.colours))
     colours = [(name, share / len(facts)) for name, share in shares.most_common(MAX_COLOURS)]
-    text = frame_text([OcrLine(t, 1.0) for t in lines], colours, float(np.mean([f.brightness for f in facts])))
+    text = frame_text(lines, colours, float(np.mean([f.brightness for f in facts])))
     motions = [f.motion for f in facts if f.motion is not None]
     cuts = sum(m > SCENE_CHANGE_DIFF for m in motions)
     if cuts:
@@ -222,7 +247,7 @@ def segment_text(facts: Sequence[FrameFacts]) -> str:
     return text
 
 
-def facts_as_dict(facts: Sequence[FrameFacts], ocr_runs: int) -> dict[str, Any]:
+def facts_as_dict(facts: Sequence[FrameFacts]) -> dict[str, Any]:
     motions = [f.motion for f in facts if f.motion is not None]
     return {
         "frames": [
@@ -239,7 +264,7 @@ def facts_as_dict(facts: Sequence[FrameFacts], ocr_runs: int) -> dict[str, Any]:
         ],
         "scene_changes": sum(m > SCENE_CHANGE_DIFF for m in motions),
         "mean_motion": round(float(np.mean(motions)), 4) if motions else None,
-        "ocr_runs": ocr_runs,
+        "ocr_runs": sum(f.reused_from is None for f in facts),
     }
 
 
@@ -271,7 +296,6 @@ class OcrVisualCaptioner:
         facts: list[FrameFacts] = []
         previous_gray: np.ndarray | None = None
         last_read: tuple[float, np.ndarray, list[OcrLine]] | None = None  # (time, gray, lines) of last OCR
-        runs_before = self.ocr_calls
         for time, image in frames:
             gray = gray_thumbnail(image)
             if last_read is not None and changed_pixels(gray, last_read[1]) <= DUPLICATE_MAX_CHANGED_PIXELS:
@@ -280,12 +304,19 @@ class OcrVisualCaptioner:
                 ocr, reused_from = self.read_text(image), None
                 last_read = (time, gray, ocr)
             motion = None if previous_gray is None else float(np.mean(np.abs(gray - previous_gray)))
-            facts.append(FrameFacts(time, ocr, dominant_colours(image), brightness(image), motion, reused_from))
+            facts.append(
+                FrameFacts(time, ocr, dominant_colours(image), brightness(image), motion, reused_from)
+            )
             previous_gray = gray
         if not facts:
             return SegmentCaption("", [], {"frames": [], "ocr_runs": 0})
-        captions = [FrameCaption(f.time, frame_text(f.ocr, f.colours, f.brightness), f.reused_from) for f in facts]
-        return SegmentCaption(segment_text(facts), captions, facts_as_dict(facts, self.ocr_calls - runs_before))
+        captions = [
+            FrameCaption(
+                f.time, frame_text([line.text for line in f.ocr], f.colours, f.brightness), f.reused_from
+            )
+            for f in facts
+        ]
+        return SegmentCaption(segment_caption_text(facts), captions, facts_as_dict(facts))
 
     def release(self) -> None:
         """Nothing to free: the ONNX sessions are small and stay loaded."""
@@ -296,15 +327,16 @@ class OcrVisualCaptioner:
 
 DEFAULT_VLM_PROMPT = (
     "Describe this video frame in one or two sentences for a video search index: the people, objects, "
-    "actions, setting and any text shown on screen. What is said around this moment: \"{transcript}\""
+    'actions, setting and any text shown on screen. What is said around this moment: "{transcript}"'
 )
 MAX_TRANSCRIPT_CHARS = 1500  # keeps the prompt well inside any model's context
 DEFAULT_MAX_NEW_TOKENS = 96
 CPU_BATCH_SIZE = 2
 MAX_GPU_BATCH_SIZE = 16
-# Free GPU memory budget per frame in a batch, and headroom left for the allocator. A conservative
-# figure for an 8B 4-bit VLM at up to 1344 px: vision tokens, activations and KV cache of ~100 new
-# tokens come to well under 1 GiB per frame; the weights are already resident when this is measured.
+# Free GPU memory per frame of a batch, and headroom left for the allocator. An estimate, not a
+# measurement (no GPU where this was written): for an 8B 4-bit VLM at up to 1344 px, vision tokens,
+# activations and the KV cache of ~100 new tokens stay under 1 GiB per frame. Free memory is read
+# after the weights are loaded. VIDEO_CAPTIONING_BATCH_SIZE overrides the whole heuristic.
 GPU_BYTES_PER_FRAME = 1.0 * 2**30
 GPU_HEADROOM_BYTES = 2.0 * 2**30
 
@@ -318,6 +350,16 @@ def gpu_batch_size(free_bytes: int) -> int:
 def build_prompt(template: str, transcript: str) -> str:
     # str.replace, not str.format: a configured prompt may contain other braces.
     return template.replace("{transcript}", " ".join(transcript.split())[:MAX_TRANSCRIPT_CHARS])
+
+
+def without_prompt(generated: str, prompt: str) -> str:
+    """The generated text minus an echoed prompt, the way transformers' image-text-to-text pipeline does it.
+
+    Decoder-only models return the prompt before the answer, BLIP-style decoders most of it, and
+    encoder-decoders none; comparing decoded text handles all three.
+    """
+    start = generated.find(prompt)
+    return generated[start + len(prompt) :] if prompt and 0 <= start <= 2 else generated
 
 
 class TransformersVLMCaptioner:
@@ -360,13 +402,17 @@ class TransformersVLMCaptioner:
     def _load(self) -> None:
         from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
 
-        common: dict[str, Any] = {"revision": self.revision, "trust_remote_code": True}
+        # A hub id resolves only from the local cache: weights are never fetched at run time.
+        common: dict[str, Any] = {
+            "revision": self.revision,
+            "trust_remote_code": True,
+            "local_files_only": True,
+        }
         options: dict[str, Any] = {**common, "dtype": self._torch_dtype()}
         if self.device.startswith("cuda"):
-            # Imported only here: bitsandbytes takes seconds to import and warns on machines without CUDA.
-            from transformers import BitsAndBytesConfig
-
+            # Only on CUDA: 4-bit loading imports bitsandbytes, which takes seconds and warns without CUDA.
             import torch
+            from transformers import BitsAndBytesConfig
 
             options["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16
@@ -408,7 +454,9 @@ class TransformersVLMCaptioner:
             texts = self.caption_batch([image.convert("RGB") for _, image in batch], prompt)
             captions.extend(FrameCaption(time, text) for (time, _), text in zip(batch, texts, strict=True))
         text = " ".join(unique_in_order([c.text for c in captions]))
-        return SegmentCaption(text, captions, {"model": self.name, "revision": self.revision, "prompt": prompt})
+        return SegmentCaption(
+            text, captions, {"model": self.name, "revision": self.revision, "prompt": prompt}
+        )
 
     def caption_batch(self, images: list[Image.Image], prompt: str) -> list[str]:
         import torch
@@ -422,18 +470,26 @@ class TransformersVLMCaptioner:
     def _prompt_text(self, prompt: str) -> str:
         """The processor's chat template around one image and the prompt, or the bare prompt without one."""
         if getattr(self.processor, "chat_template", None):
-            conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-            return self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+            conversation = [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+            ]
+            return self.processor.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=False
+            )
         return prompt
 
     def _generate(self, images: list[Image.Image], prompt: str) -> list[str]:
         self.last_prompts = [self._prompt_text(prompt)] * len(images)
         inputs = self.processor(images=images, text=self.last_prompts, padding=True, return_tensors="pt")
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
-        output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
-        if not self.model.config.is_encoder_decoder:
-            output = output[:, inputs["input_ids"].shape[1] :]  # decoder-only: drop the echoed prompt
-        return [text.strip() for text in self.processor.batch_decode(output, skip_special_tokens=True)]
+        output = self.model.generate(
+            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1
+        )
+        texts = self.processor.post_process_image_text_to_text(output, skip_special_tokens=True)
+        prompts = self.processor.post_process_image_text_to_text(
+            inputs["input_ids"], skip_special_tokens=True
+        )
+        return [without_prompt(text, prompt).strip() for text, prompt in zip(texts, prompts, strict=True)]
 
     def _remote_chat(self, images: list[Image.Image], prompt: str) -> list[str]:
         # MiniCPM-V's remote code: a list of conversations is one batched call, images inside messages.

@@ -115,4 +115,5 @@ def _load(name: str, path: str, device: str) -> TextEmbedder:
     # `segment_text` or `sparse_vector` should not pay for.
     from sentence_transformers import SentenceTransformer
 
-    return TextEmbedder(SentenceTransformer(path, device=device), name)
+    # A hub name resolves only from the local cache: weights are never fetched at run time.
+    return TextEmbedder(SentenceTransformer(path, device=device, local_files_only=True), name)

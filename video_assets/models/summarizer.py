@@ -81,14 +81,21 @@ def summarize_video(
     if not base_url:
         return Summary(extractive_summary(texts), "extractive", None, None, 1 if texts else 0)
     chat = ChatEndpoint(
-        base_url, api_key, model, azure_api_version, timeout=timeout, max_retries=max_retries,
+        base_url,
+        api_key,
+        model,
+        azure_api_version,
+        timeout=timeout,
+        max_retries=max_retries,
         retry_base_delay=retry_base_delay,
     )
     if not texts:
         return Summary("", "llm", model, chat.endpoint, 0)
     parts = chunk_texts(texts, max_input_chars)
     if len(parts) == 1:
-        return Summary(chat.complete(SUMMARY_PROMPT.format(segments=parts[0])), "llm", model, chat.endpoint, 1)
+        return Summary(
+            chat.complete(SUMMARY_PROMPT.format(segments=parts[0])), "llm", model, chat.endpoint, 1
+        )
     summaries = [
         chat.complete(PART_PROMPT.format(part=i, parts=len(parts), segments=part))
         for i, part in enumerate(parts, start=1)
@@ -157,7 +164,11 @@ class ChatEndpoint:
         # max_retries=0: retries happen in `complete`, which knows the endpoint and logs each one.
         if azure_api_version:
             self.client: openai.OpenAI = openai.AzureOpenAI(
-                azure_endpoint=base_url, api_key=key, api_version=azure_api_version, max_retries=0, timeout=timeout
+                azure_endpoint=base_url,
+                api_key=key,
+                api_version=azure_api_version,
+                max_retries=0,
+                timeout=timeout,
             )
         else:
             self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
@@ -177,7 +188,11 @@ class ChatEndpoint:
                 delay = self._delay(attempt)
                 logger.warning(
                     "summary request to %s failed (%s); retry %d of %d in %.2f s",
-                    self.endpoint, self._describe(exc), attempt + 1, self.max_retries, delay,
+                    self.endpoint,
+                    self._describe(exc),
+                    attempt + 1,
+                    self.max_retries,
+                    delay,
                 )
                 time.sleep(delay)
                 attempt += 1
@@ -190,7 +205,12 @@ class ChatEndpoint:
 
     def _describe(self, exc: Exception) -> str:
         status = getattr(exc, "status_code", None)
-        cause = f"HTTP {status}: {getattr(exc, 'message', exc)}" if status else f"{type(exc).__name__}: {exc}"
+        if status is None:
+            cause = f"{type(exc).__name__}: {exc}"
+        else:
+            body = getattr(exc, "body", None)  # the error object the endpoint sent, when it sent JSON
+            detail = body.get("message") if isinstance(body, dict) else None
+            cause = f"HTTP {status}" + (f": {str(detail)[:300]}" if detail else "")
         # Belt and braces: an endpoint echoing the request must not put the key into our messages.
         return cause.replace(self._secret, "***") if self._secret else cause
 
@@ -210,7 +230,9 @@ def extractive_summary(segment_texts: Sequence[str], max_chars: int = EXTRACTIVE
     A sentence is central when its words recur across the whole video (log-scaled counts, averaged
     over its distinct words); near-repeats of a sentence already picked are skipped.
     """
-    sentences = [(i, j, s) for i, text in enumerate(segment_texts) for j, s in enumerate(split_sentences(text))]
+    sentences = [
+        (i, j, s) for i, text in enumerate(segment_texts) for j, s in enumerate(split_sentences(text))
+    ]
     document = Counter(w for _, _, s in sentences for w in words(s))
 
     def centrality(sentence: str) -> float:

@@ -144,12 +144,14 @@ class VectorIndex:
         existing = vectors[DENSE].size
         if existing != dimension:
             raise VectorIndexError(
-                f"collection {self.collection!r} holds {existing}-dimensional vectors but the embedding model "
-                f"makes {dimension}-dimensional ones: use another collection for this model, "
+                f"collection {self.collection!r} holds {existing}-dimensional vectors but the embedding "
+                f"model makes {dimension}-dimensional ones: use another collection for this model, "
                 "or delete the collection and re-index"
             )
 
-    def replace_partition_points(self, partition_key: str, points: Sequence[IndexedText], *, kind: str) -> int:
+    def replace_partition_points(
+        self, partition_key: str, points: Sequence[IndexedText], *, kind: str
+    ) -> int:
         """Store exactly `points` for this partition and kind: upsert, then drop whatever else was there."""
         structs = [self._point(partition_key, kind, p) for p in points]
         for batch in _batches(structs, _UPSERT_BATCH):
@@ -177,7 +179,9 @@ class VectorIndex:
             payload=payload,
         )
 
-    def count(self, *, workspace: str | None = None, partition_key: str | None = None, kind: str | None = None) -> int:
+    def count(
+        self, *, workspace: str | None = None, partition_key: str | None = None, kind: str | None = None
+    ) -> int:
         if not self.client.collection_exists(self.collection):
             return 0
         where = _filter(workspace=workspace, partition_key=partition_key, kind=kind)
@@ -186,7 +190,9 @@ class VectorIndex:
     def delete_partition(self, partition_key: str) -> None:
         if self.client.collection_exists(self.collection):
             where = models.Filter(must=[_match("partition_key", partition_key)])
-            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=where), wait=True)
+            self.client.delete(
+                self.collection, points_selector=models.FilterSelector(filter=where), wait=True
+            )
 
     def partition_keys(self) -> set[str]:
         """Every partition with points in the index, to find those whose video is gone."""
@@ -244,24 +250,28 @@ def _hit(point: models.ScoredPoint) -> SearchHit:
     )
 
 
-def _connect(*, path: str | Path | None, url: str | None, api_key: str | None) -> QdrantClient:
+def _location(path: str | Path | None, url: str | None) -> str:
+    """The server URL, or the local folder as an absolute path (the same folder however it is spelt)."""
     if (path is None) == (url is None):
         raise ValueError("give exactly one of path (embedded local Qdrant) or url (a Qdrant server)")
     if url is not None:
-        return QdrantClient(url=url, api_key=api_key)
-    folder = Path(path).expanduser().resolve()  # type: ignore[arg-type]
-    folder.mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=str(folder))
+        return url
+    assert path is not None
+    return str(Path(path).expanduser().resolve())
+
+
+def _connect(*, path: str | Path | None, url: str | None, api_key: str | None) -> QdrantClient:
+    location = _location(path, url)
+    if url is not None:
+        return QdrantClient(url=location, api_key=api_key)
+    Path(location).mkdir(parents=True, exist_ok=True)
+    return QdrantClient(path=location)
 
 
 # One client per folder or URL per process (local mode's file lock allows no second one).
 _shared_lock = threading.Lock()
 _shared_clients: dict[str, QdrantClient] = {}
 _shared_indexes: dict[tuple[str, str], VectorIndex] = {}
-
-
-def _location(path: str | Path | None, url: str | None) -> str:
-    return url if url is not None else str(Path(path).expanduser().resolve())  # type: ignore[arg-type]
 
 
 def open_index(

@@ -1,0 +1,30 @@
+"""Small pieces every asset module shares."""
+
+import hashlib
+import json
+
+import dagster as dg
+
+GROUP = "video"
+
+
+def fail(context: dg.OpExecutionContext, error: Exception | str, **metadata: object) -> dg.Failure:
+    """A failure whose message names the file (or endpoint) and the cause, in the run's log and the UI."""
+    message = str(error)
+    context.log.error(message)
+    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def digest(value: object) -> str:
+    """A short content hash: Dagster data versions and the inputs fingerprints of model steps."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def excerpt(lines: list[str], limit: int = 12) -> str:
+    return "\n".join(lines[:limit]) + (f"\n- … {len(lines) - limit} more" if len(lines) > limit else "")

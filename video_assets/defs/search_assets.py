@@ -1,0 +1,313 @@
+"""captions -> embeddings -> description: what makes a video findable by what was said or shown.
+
+Model steps declare a code version from their model settings (so a new caption model marks them
+unsynced in the UI) and report a data version from their content. Embeddings and description keep a
+fingerprint of their inputs: when a rerun finds the same inputs it reuses what is stored instead of
+calling the model again, and reports the same data version, so only videos whose captions really
+changed flow further downstream.
+"""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+from PIL import Image
+
+from video_assets.defs.common import GROUP, clock, digest, excerpt, fail
+from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.resources import (
+    CaptionerResource,
+    EmbedderResource,
+    SummarizerResource,
+    VectorStoreResource,
+    VideoStoreResource,
+)
+from video_assets.store.atomic import atomic_write_json, read_json
+from video_assets.store.documents import load_document, set_description, set_segment_field
+from video_assets.store.layout import split_partition_key
+
+CAPTIONS_FILE = "captions.json"
+EMBEDDINGS_FILE = "embeddings.json"
+DESCRIPTION_FILE = "description.json"
+SEGMENT_KIND = "segment"
+DESCRIPTION_KIND = "description"
+
+
+def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="captions",
+        partitions_def=videos_partitions,
+        group_name=GROUP,
+        deps=["transcripts"],
+        kinds={"pytorch", "ocr"},
+        pool="gpu",
+        code_version=code_versions["captions"],
+        description="What each segment shows: a VLM caption, or on-screen text (OCR) and measured visual facts.",
+    )
+    def captions(
+        context: dg.AssetExecutionContext, store: VideoStoreResource, captioner: CaptionerResource
+    ) -> dg.MaterializeResult:
+        return caption_video(context, store, captioner)
+
+    @dg.asset(
+        name="embeddings",
+        partitions_def=videos_partitions,
+        group_name=GROUP,
+        deps=[captions],
+        kinds={"qdrant", "sentence-transformers"},
+        pool="vector_store",
+        code_version=code_versions["embeddings"],
+        description="Segment text (`Caption: … Transcript: …`) as dense + keyword vectors in Qdrant.",
+    )
+    def embeddings(
+        context: dg.AssetExecutionContext,
+        store: VideoStoreResource,
+        embedder: EmbedderResource,
+        vectors: VectorStoreResource,
+    ) -> dg.MaterializeResult:
+        return embed_video(context, store, embedder, vectors)
+
+    @dg.asset(
+        name="description",
+        partitions_def=videos_partitions,
+        group_name=GROUP,
+        deps=[embeddings],
+        kinds={"openai", "qdrant"},
+        pool="vector_store",
+        code_version=code_versions["description"],
+        description="A whole-video summary (OpenAI-compatible model, or extractive offline), also embedded.",
+    )
+    def description(
+        context: dg.AssetExecutionContext,
+        store: VideoStoreResource,
+        summarizer: SummarizerResource,
+        embedder: EmbedderResource,
+        vectors: VectorStoreResource,
+    ) -> dg.MaterializeResult:
+        return describe_video(context, store, summarizer, embedder, vectors)
+
+    return [captions, embeddings, description]
+
+
+def caption_video(
+    context: dg.AssetExecutionContext, store: VideoStoreResource, captioner_resource: CaptionerResource
+) -> dg.MaterializeResult:
+    key = context.partition_key
+    layout = store.layout()
+    document_path = layout.segments_metadata(key)
+    document = load_document(document_path)
+    segments = _segments(document)
+    started = time.perf_counter()
+    captioner = captioner_resource.load()
+    results = []
+    try:
+        for seg in segments:
+            frames = [(t, _open_rgb(Path(p))) for t, p in zip(seg["frame_times"], seg["frame_paths"])]
+            results.append(captioner.caption_segment(frames, seg["transcript"]))
+    finally:
+        captioner.release()  # GPU memory goes back after the step, not at process exit
+    elapsed = time.perf_counter() - started
+
+    texts = [r.text for r in results]
+    frame_count = sum(len(r.frames) for r in results)
+    reused = sum(1 for r in results for f in r.frames if f.reused_from is not None)
+    atomic_write_json(
+        layout.video_dir(key) / CAPTIONS_FILE,
+        {
+            "partition_key": key,
+            "model": captioner.name,
+            "kind": captioner.kind,
+            "segments": [
+                {"index": seg["index"], "text": r.text, "frames": [vars(f) for f in r.frames], "facts": r.facts}
+                for seg, r in zip(segments, results)
+            ],
+        },
+    )
+    set_segment_field(document_path, "caption", texts)
+    lines = [f"- **{clock(seg['start'])}–{clock(seg['end'])}** {text}" for seg, text in zip(segments, texts)]
+    return dg.MaterializeResult(
+        metadata={
+            "model": captioner.name,
+            "captions_are": captioner.kind,  # honest label: OCR and visual statistics are not a model caption
+            "device": getattr(captioner, "device", "cpu"),
+            "frames": frame_count,
+            "frames_reused_as_near_duplicates": reused,
+            "seconds": round(elapsed, 3),
+            "seconds_per_frame": round(elapsed / frame_count, 4) if frame_count else 0.0,
+            "excerpt": dg.MetadataValue.md(excerpt(lines)),
+        },
+        data_version=dg.DataVersion(digest(texts)),
+    )
+
+
+def embed_video(
+    context: dg.AssetExecutionContext,
+    store: VideoStoreResource,
+    embedder_resource: EmbedderResource,
+    vectors: VectorStoreResource,
+) -> dg.MaterializeResult:
+    from video_assets.models.embedder import segment_text
+    from video_assets.store.vector_index import IndexedText
+
+    key = context.partition_key
+    workspace, _ = split_partition_key(key)
+    layout = store.layout()
+    document = load_document(layout.segments_metadata(key))
+    segments = _segments(document)
+    texts = [segment_text(seg["caption"], seg["transcript"]) for seg in segments]
+    started = time.perf_counter()
+    embedder = embedder_resource.load()
+    fingerprint = digest([embedder.name, texts])
+    manifest_path = layout.video_dir(key) / EMBEDDINGS_FILE
+
+    with vectors.open() as index:
+        unchanged = _same_inputs(manifest_path, fingerprint) and index.count(
+            partition_key=key, kind=SEGMENT_KIND
+        ) == len(texts)
+        if not unchanged:
+            dense = embedder.embed(texts)
+            sparse = embedder.sparse(texts)
+            points = [
+                IndexedText(
+                    index=seg["index"],
+                    text=text,
+                    dense=dense[i].tolist(),
+                    sparse=sparse[i],
+                    payload=_payload(document, workspace, key, seg["index"], seg["start"], seg["end"], embedder.name),
+                )
+                for i, (seg, text) in enumerate(zip(segments, texts))
+            ]
+            index.ensure_collection(embedder.dimension)
+            index.replace_partition_points(key, points, kind=SEGMENT_KIND)
+        stored = index.count(partition_key=key, kind=SEGMENT_KIND)
+        location = "server" if index.is_server else "local"
+    atomic_write_json(manifest_path, {"fingerprint": fingerprint, "model": embedder.name, "points": stored})
+    if unchanged:
+        context.log.info(f"{key}: segment texts unchanged since the last run; stored vectors kept")
+    return dg.MaterializeResult(
+        metadata={
+            "model": embedder.name,
+            "dimension": embedder.dimension,
+            "points": stored,
+            "qdrant": location,
+            "reused_unchanged": unchanged,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        data_version=dg.DataVersion(fingerprint),
+    )
+
+
+def describe_video(
+    context: dg.AssetExecutionContext,
+    store: VideoStoreResource,
+    summarizer: SummarizerResource,
+    embedder_resource: EmbedderResource,
+    vectors: VectorStoreResource,
+) -> dg.MaterializeResult:
+    from video_assets.models.summarizer import SummarizerError
+    from video_assets.store.vector_index import IndexedText
+
+    key = context.partition_key
+    workspace, _ = split_partition_key(key)
+    layout = store.layout()
+    document_path = layout.segments_metadata(key)
+    document = load_document(document_path)
+    segments = _segments(document)
+    # A language model reads the timeline; the offline extractive summary picks from what was said
+    # (or, for a silent video, from what was shown).
+    if summarizer.endpoint():
+        texts = [_timed_text(seg) for seg in segments]
+    else:
+        texts = [seg["transcript"] for seg in segments if seg["transcript"]] or [seg["caption"] for seg in segments]
+    started = time.perf_counter()
+    fingerprint = digest([summarizer.endpoint() and summarizer.model_name(), texts])
+    stored_path = layout.video_dir(key) / DESCRIPTION_FILE
+    embedder = embedder_resource.load()
+
+    if _same_inputs(stored_path, fingerprint):
+        stored = read_json(stored_path)
+        summary_text, method, model, endpoint, chunks = (
+            stored["text"], stored["method"], stored["model"], stored["endpoint"], stored["chunks"]
+        )
+        reused = True
+    else:
+        try:
+            summary = summarizer.summarize(texts)
+        except SummarizerError as exc:  # nothing is stored half: the previous description stays
+            raise fail(context, f"{document['files'][0]}: description failed: {exc}", endpoint=summarizer.endpoint()) from exc
+        summary_text, method, model, endpoint, chunks = (
+            summary.text, summary.method, summary.model, summary.endpoint, summary.chunks
+        )
+        reused = False
+
+    with vectors.open() as index:
+        index.ensure_collection(embedder.dimension)
+        if summary_text:
+            point = IndexedText(
+                index=None,
+                text=summary_text,
+                dense=embedder.embed([summary_text])[0].tolist(),
+                sparse=embedder.sparse([summary_text])[0],
+                payload=_payload(document, workspace, key, None, 0.0, document["total_duration"], embedder.name),
+            )
+            index.replace_partition_points(key, [point], kind=DESCRIPTION_KIND)
+        else:
+            index.replace_partition_points(key, [], kind=DESCRIPTION_KIND)
+    atomic_write_json(
+        stored_path,
+        {"fingerprint": fingerprint, "text": summary_text, "method": method, "model": model, "endpoint": endpoint, "chunks": chunks},
+    )
+    set_description(document_path, summary_text)
+    return dg.MaterializeResult(
+        metadata={
+            "description": dg.MetadataValue.md(summary_text or "_empty_"),
+            "method": method,  # "llm" or "extractive" (no endpoint configured)
+            "model": model or "none",
+            "endpoint": endpoint or "none",
+            "chunks": chunks,
+            "reused_unchanged": reused,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        data_version=dg.DataVersion(digest(summary_text)),
+    )
+
+
+def _segments(document: dict) -> list[dict]:
+    info = document["segments_info"]
+    return [
+        {
+            "index": int(k),
+            "start": info[k]["start_time"],
+            "end": info[k]["end_time"],
+            "frame_times": info[k]["frame_times"],
+            "frame_paths": info[k]["frame_paths"],
+            "transcript": info[k].get("transcript", ""),
+            "caption": info[k].get("caption", ""),
+        }
+        for k in sorted(info, key=int)
+    ]
+
+
+def _timed_text(seg: dict) -> str:
+    return f"[{clock(seg['start'])}-{clock(seg['end'])}] Caption: {seg['caption']} Transcript: {seg['transcript']}"
+
+
+def _payload(document: dict, workspace: str, key: str, index: int | None, start: float, end: float, model: str) -> dict:
+    return {
+        "workspace": workspace,
+        "partition_key": key,
+        "files": document["files"],
+        "segment": index,
+        "start": start,
+        "end": end,
+        "model": model,
+    }
+
+
+def _same_inputs(path: Path, fingerprint: str) -> bool:
+    return path.exists() and read_json(path).get("fingerprint") == fingerprint
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")

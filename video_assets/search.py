@@ -1,0 +1,43 @@
+"""Finding the moment in a video by what was said or shown: hybrid (dense + keyword) search."""
+
+from __future__ import annotations
+
+import os
+
+from video_assets.models.embedder import load_embedder
+from video_assets.settings import Settings
+from video_assets.store.layout import check_workspace
+from video_assets.store.vector_access import vector_index
+from video_assets.store.vector_index import SearchHit
+
+
+def search(query: str, *, workspace: str, limit: int = 10, settings: Settings | None = None) -> list[SearchHit]:
+    """Segments (and whole-video descriptions, `segment` None) of `workspace` best matching `query`.
+
+    Dense and keyword candidates are fused by reciprocal rank in Qdrant's Query API; the workspace
+    filter applies to both, so a query never sees another workspace's videos.
+    """
+    settings = settings or Settings.from_env()
+    check_workspace(workspace)
+    embedder = load_embedder(settings.embedding_model)
+    dense = embedder.embed([query])[0].tolist()
+    sparse = embedder.sparse([query])[0]
+    with vector_index(
+        url=settings.qdrant_url or None,
+        path=settings.vectors_path,
+        collection=settings.qdrant_collection,
+        api_key=os.environ.get("QDRANT_API_KEY") or None,
+    ) as index:
+        return index.hybrid_search(dense, sparse, workspace=workspace, limit=limit)
+
+
+def hit_as_json(hit: SearchHit) -> dict:
+    return {
+        "file": hit.file,
+        "partition": hit.partition,
+        "segment": hit.segment,
+        "start": hit.start,
+        "end": hit.end,
+        "score": round(hit.score, 6),
+        "text": hit.text,
+    }
