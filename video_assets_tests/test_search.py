@@ -1,0 +1,121 @@
+"""The whole graph on a generated four-scene video: find a scene by what was said or shown."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from video_assets.defs.runner import ingest_files
+from video_assets.samples import Scene
+from video_assets.search import search
+from video_assets.settings import Settings
+from video_assets.store.vector_access import vector_index
+
+SCENES = [
+    Scene(30.0, "The volcano erupted and bright orange lava flowed down toward the village.", "MAGMA", "#b22222"),
+    Scene(30.0, "My bicycle has a broken chain, so I repaired the gears and pumped the flat tire.", "PEDAL", "#2e7d32"),
+    Scene(30.0, "She practised the piano every morning and played a sonata at the concert.", "QUARTZ", "#1f3a93"),
+    Scene(30.0, "Whisk the eggs with flour and sugar, then bake the sponge cake for twenty minutes.", "OVEN", "#6d4c41"),
+]
+
+
+@pytest.fixture(scope="module")
+def four_scenes(media) -> Path:
+    return media.video("four_scenes.mp4", SCENES, size=(480, 270))
+
+
+@pytest.fixture(scope="module")
+def ingested(four_scenes: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Ingested once for the module: the whole graph is the expensive part."""
+    from video_assets.defs.runner import dagster_instance
+
+    root = tmp_path_factory.mktemp("search")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VIDEO_ASSETS_HOME", str(root / "data"))
+        env.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        env.delenv("VIDEO_ASSETS_UPLOADS", raising=False)
+        instance = dagster_instance()
+        settings = Settings.from_env()
+        (outcome,) = ingest_files([four_scenes], workspace="team-a", settings=settings, instance=instance)
+        assert outcome.status == "processed", outcome.message
+        yield {"settings": settings, "key": outcome.partition_key, "instance": instance}
+        instance.dispose()
+
+
+@pytest.mark.parametrize(
+    ("query", "scene"),
+    [
+        ("molten rock pouring from a mountain", 0),
+        ("fixing a bike", 1),
+        ("a musician performing classical music", 2),
+        ("baking dessert in the kitchen", 3),
+    ],
+)
+def test_paraphrase_of_speech_finds_its_scene(ingested: dict, query: str, scene: int) -> None:
+    hits = [h for h in search(query, workspace="team-a", settings=ingested["settings"]) if h.segment is not None]
+    assert hits[0].segment == scene, [(h.segment, round(h.score, 3)) for h in hits]
+    assert (hits[0].start, hits[0].end) == (30.0 * scene, 30.0 * (scene + 1))
+    assert hits[0].file == "four_scenes.mp4" and hits[0].partition == ingested["key"]
+
+
+@pytest.mark.parametrize(("word", "scene"), [("QUARTZ", 2), ("pedal", 1), ("MAGMA", 0)])
+def test_on_screen_word_finds_its_scene(ingested: dict, word: str, scene: int) -> None:
+    hits = [h for h in search(word, workspace="team-a", settings=ingested["settings"]) if h.segment is not None]
+    assert hits[0].segment == scene
+    assert word.upper() in hits[0].text  # found through the captions' OCR, never spoken
+
+
+def test_rerun_keeps_one_point_per_segment_and_description(ingested: dict) -> None:
+    from video_assets.definitions import defs
+
+    key, instance, settings = ingested["key"], ingested["instance"], ingested["settings"]
+    assets = [a for a in defs.assets if a.key.to_user_string() in {"captions", "embeddings", "description"}]
+    checks = [c for c in defs.asset_checks if c.check_key.asset_key.to_user_string() in {"embeddings", "description"}]
+
+    def counts() -> dict[str, int]:
+        with vector_index(url=None, path=settings.vectors_path, collection=settings.qdrant_collection) as index:
+            return {kind: index.count(partition_key=key, kind=kind) for kind in ("segment", "description")}
+
+    assert counts() == {"segment": 4, "description": 1}
+    result = dg.materialize([*assets, *checks], partition_key=key, instance=instance, resources=defs.resources)
+    assert result.success
+    assert counts() == {"segment": 4, "description": 1}
+    document = json.loads((settings.home_dir / "segments" / "team-a" / key.split("--")[1] / "segments_metadata.json").read_text())
+    assert "volcano" in document["document_data"]["description"].lower()
+    assert "MAGMA" in document["segments_info"]["0"]["caption"]
+
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"one_point_per_segment": True, "description_non_empty": True}
+
+
+def test_workspaces_never_see_each_other(ingested: dict, four_scenes: Path) -> None:
+    settings, instance = ingested["settings"], ingested["instance"]
+    (other,) = ingest_files([four_scenes], workspace="team-b", settings=settings, instance=instance)
+    assert other.status == "processed" and other.partition_key != ingested["key"]
+
+    for workspace, key in (("team-a", ingested["key"]), ("team-b", other.partition_key)):
+        hits = search("lava from the volcano", workspace=workspace, limit=50, settings=settings)
+        assert hits and {h.partition for h in hits} == {key}
+    assert search("lava from the volcano", workspace="team-c", settings=settings) == []
+
+
+def test_cli_search_json(ingested: dict) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "video_assets.cli", "search", "repairing the gears of a bike", "-w", "team-a", "--json", "-n", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VIDEO_ASSETS_HOME": str(ingested["settings"].home_dir)},
+    )
+    assert run.returncode == 0, run.stderr
+    hits = json.loads(run.stdout)
+    assert set(hits[0]) == {"file", "partition", "segment", "start", "end", "score", "text"}
+    assert hits[0]["segment"] == 1 and hits[0]["start"] == 30.0 and hits[0]["end"] == 60.0
