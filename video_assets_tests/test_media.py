@@ -6,6 +6,7 @@ from pathlib import Path
 
 import av
 import pytest
+from PIL import Image
 
 from video_assets.media.audio import SAMPLE_RATE, read_wav_16k
 from video_assets.media.errors import MediaError
@@ -68,8 +69,9 @@ def test_47s_keeps_a_17s_tail_and_frames_land_on_their_times(media, tmp_path: Pa
     assert [f.time for f in first.frames] == pytest.approx([0, 6, 12, 18, 24], abs=0.041)  # one frame at 25 fps
     assert [f.time for f in second.frames] == pytest.approx([30, 33.4, 36.8, 40.2, 43.6], abs=0.041)
     # The picture sampled at 30 s is the green BICYCLE card, the one at 24 s the red VOLCANO card.
-    assert _dominant(first.frames[-1].image) == "red"
-    assert _dominant(second.frames[0].image) == "green"
+    assert _dominant(first.frames[-1].path) == "red"
+    assert _dominant(second.frames[0].path) == "green"
+    assert first.frames[0].path.name == "frame-0-0-0.00.jpg" and second.frames[1].path.name == "frame-1-1-33.40.jpg"
 
 
 def test_tiny_clip_is_one_segment(media, tmp_path: Path) -> None:
@@ -103,7 +105,7 @@ def test_portrait_and_vp9_mkv(media, tmp_path: Path) -> None:
     portrait = probe(media.portrait())
     assert (portrait.width, portrait.height) == (240, 426)
     result = split(media.portrait(), tmp_path / "p")
-    assert result.segments[0].frames[0].image.size == (240, 426)
+    assert Image.open(result.segments[0].frames[0].path).size == (240, 426)
 
     mkv = probe(media.vp9_mkv())
     assert (mkv.container, mkv.video_codec, mkv.audio_codec) == ("matroska,webm", "vp9", "opus")
@@ -142,6 +144,6 @@ def test_truncated_upload_is_reported_not_shortened(media, tmp_path: Path) -> No
         split(media.truncated(), tmp_path)
 
 
-def _dominant(image) -> str:  # noqa: ANN001
-    r, g, b = image.convert("RGB").resize((1, 1)).getpixel((0, 0))
+def _dominant(path: Path) -> str:
+    r, g, b = Image.open(path).convert("RGB").resize((1, 1)).getpixel((0, 0))
     return "red" if r > max(g, b) else "green" if g > max(r, b) else "blue"

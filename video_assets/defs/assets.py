@@ -18,11 +18,11 @@ from video_assets.media.audio import read_wav_16k
 from video_assets.media.contact_sheet import as_markdown_image, contact_sheet
 from video_assets.media.errors import MediaError
 from video_assets.media.probe import probe
-from video_assets.media.segmenter import AUDIO_FILE, SplitResult, split_video
+from video_assets.media.segmenter import AUDIO_FILE, FRAMES_DIR, SplitResult, split_video
 from video_assets.models.whisper import assign_words, join_words, words_as_dicts
 from video_assets.store.atomic import atomic_write_json, replace_directory
 from video_assets.store.documents import load_document, new_document, segment_bounds, set_segment_field
-from video_assets.store.layout import FRAMES_DIR, SEGMENTS_METADATA
+from video_assets.store.layout import SEGMENTS_METADATA
 from video_assets.store.registry import VideoRecord
 
 class SegmentsConfig(dg.Config):
@@ -71,7 +71,7 @@ def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: V
         raise fail(context, exc, file=exc.path, cause=exc.cause) from exc
 
     final_dir = layout.video_dir(key)
-    segment_rows = _write_frames(split, staging, final_dir)
+    segment_rows = _segment_rows(split, final_dir)
     document = new_document(
         video_name=record.names[0],
         file_size=info.size,
@@ -110,7 +110,7 @@ def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: V
             "segments": dg.MetadataValue.md(_segments_table(segment_rows)),
             "contact_sheet": dg.MetadataValue.md(
                 as_markdown_image(
-                    contact_sheet([[(f.time, f.image) for f in seg.frames] for seg in split.segments]),
+                    contact_sheet([[(f.time, f.thumbnail) for f in seg.frames] for seg in split.segments]),
                     f"sampled frames of {record.names[0]}",
                 )
             ),
@@ -204,28 +204,20 @@ def _source_path(store: VideoStoreResource, record: VideoRecord) -> Path | None:
     return None
 
 
-def _write_frames(split: SplitResult, staging: Path, final_dir: Path) -> list[dict]:
-    frames_dir = staging / FRAMES_DIR
-    frames_dir.mkdir(exist_ok=True)
-    rows = []
-    for seg in split.segments:
-        names = []
-        for k, frame in enumerate(seg.frames):
-            name = f"frame-{seg.index}-{k}-{frame.time:.2f}.jpg"
-            frame.image.convert("RGB").save(frames_dir / name, quality=85)
-            names.append(name)
-        rows.append(
-            {
-                "index": seg.index,
-                "name": seg.file_name,
-                "start": seg.start,
-                "end": seg.end,
-                "frame_times": [f.time for f in seg.frames],
-                "frame_paths": [str(final_dir / FRAMES_DIR / n) for n in names],
-                "path": str(final_dir / seg.file_name),
-            }
-        )
-    return rows
+def _segment_rows(split: SplitResult, final_dir: Path) -> list[dict]:
+    """Rows for the document, with the paths the files will have once staging is swapped in."""
+    return [
+        {
+            "index": seg.index,
+            "name": seg.file_name,
+            "start": seg.start,
+            "end": seg.end,
+            "frame_times": [f.time for f in seg.frames],
+            "frame_paths": [str(final_dir / FRAMES_DIR / f.path.name) for f in seg.frames],
+            "path": str(final_dir / seg.file_name),
+        }
+        for seg in split.segments
+    ]
 
 
 def _segments_table(rows: list[dict]) -> str:

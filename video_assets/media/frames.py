@@ -15,11 +15,15 @@ from video_assets.media.errors import MediaError
 _SEEK_GAP_SECONDS = 2.0
 
 
+THUMB_WIDTH = 160
+
+
 @dataclass(frozen=True)
 class SampledFrame:
     target: float  # the time asked for, seconds from the start of the video
     time: float  # the time of the frame actually decoded
-    image: Image.Image
+    path: Path  # the frame as JPEG
+    thumbnail: Image.Image  # small copy for contact sheets; full frames never pile up in memory
 
 
 def frame_times(start: float, end: float, count: int) -> list[float]:
@@ -28,23 +32,37 @@ def frame_times(start: float, end: float, count: int) -> list[float]:
     return [round(start + k * step, 3) for k in range(count)]
 
 
-def sample_frames(path: str | Path, times: Sequence[float]) -> list[SampledFrame]:
-    """One frame per requested time (the nearest decodable one), in one pass over the file's keyframes."""
+def sample_frames(
+    path: str | Path, times: Sequence[float], out_dir: Path, prefixes: Sequence[str], quality: int = 85
+) -> list[SampledFrame]:
+    """One frame per requested time (the nearest decodable one), in one pass over the file's keyframes.
+
+    Each is written as `<out_dir>/<prefix>-<time>.jpg` as soon as it is decoded, so memory stays
+    flat however long the video is.
+    """
+    order = sorted(range(len(times)), key=lambda i: times[i])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sampled: list[SampledFrame | None] = [None] * len(times)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            return list(_sample(container, stream, sorted(times), offset))
+            for i, (actual, image) in zip(order, _sample(container, stream, [times[i] for i in order], offset)):
+                target = out_dir / f"{prefixes[i]}-{actual:.2f}.jpg"
+                image.save(target, quality=quality)
+                image.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
+                sampled[i] = SampledFrame(times[i], actual, target, image)
     except av.FFmpegError as exc:
         raise MediaError(path, f"decoding frames failed ({exc.strerror or exc})") from exc
     except LookupError as exc:
         raise MediaError(path, str(exc)) from exc
+    return [frame for frame in sampled if frame is not None]
 
 
 def _sample(
     container: av.container.InputContainer, stream: av.VideoStream, targets: list[float], offset: float
-) -> Iterator[SampledFrame]:
+) -> Iterator[tuple[float, Image.Image]]:
     frames: Iterator[av.VideoFrame] | None = None
     previous: tuple[float, av.VideoFrame] | None = None
     current: tuple[float, av.VideoFrame] | None = None
@@ -64,7 +82,7 @@ def _sample(
         chosen = current
         if previous is not None and abs(previous[0] - target) < abs(current[0] - target):
             chosen = previous
-        yield SampledFrame(target=target, time=round(chosen[0], 3), image=_display_image(chosen[1]))
+        yield round(chosen[0], 3), _display_image(chosen[1])
 
 
 def _frame_time(frame: av.VideoFrame, offset: float) -> float:
@@ -72,6 +90,6 @@ def _frame_time(frame: av.VideoFrame, offset: float) -> float:
 
 
 def _display_image(frame: av.VideoFrame) -> Image.Image:
-    image = frame.to_image()
+    image = frame.to_image()  # RGB
     rotation = int(frame.rotation or 0) % 360
     return image.rotate(rotation, expand=True) if rotation else image

@@ -22,6 +22,7 @@ from video_assets.media.frames import SampledFrame, frame_times, sample_frames
 from video_assets.media.probe import MediaInfo
 
 AUDIO_FILE = "audio_16k.wav"
+FRAMES_DIR = "frames"
 _PIECE_PATTERN = "piece_%05d.mp4"
 
 
@@ -75,7 +76,7 @@ def split_video(
     min_segment_length: float,
     frames_per_segment: int,
 ) -> SplitResult:
-    """Write segment files, the 16 kHz audio and per-segment frames for `info.path` into `out_dir`."""
+    """Write segment files, the 16 kHz audio and per-segment JPEG frames for `info.path` into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     planned = plan_segments(info.duration, segment_length, min_segment_length)
     audio_path = out_dir / AUDIO_FILE if info.has_audio else None
@@ -103,7 +104,8 @@ def split_video(
     clock = time.perf_counter()
     segments = _name_segments(out_dir, cuts)
     targets = [t for seg in segments for t in frame_times(seg.start, seg.end, frames_per_segment)]
-    frames = sample_frames(info.path, targets)
+    prefixes = [f"frame-{seg.index}-{k}" for seg in segments for k in range(frames_per_segment)]
+    frames = sample_frames(info.path, targets, out_dir / FRAMES_DIR, prefixes)
     per_segment = len(targets) // len(segments)
     segments = [
         Segment(s.index, s.start, s.end, s.path, frames[i * per_segment : (i + 1) * per_segment])

@@ -135,20 +135,7 @@ def brightness_word(value: float) -> str:
     return "bright"
 
 
-PALETTE = (
-    "black",
-    "white",
-    "gray",
-    "red",
-    "orange",
-    "yellow",
-    "green",
-    "cyan",
-    "blue",
-    "purple",
-    "pink",
-    "brown",
-)
+PALETTE = tuple("black white gray red orange yellow green cyan blue purple pink brown".split())
 # Upper hue bound (degrees) of each band, from 0; red wraps around 360.
 HUE_BANDS = (
     (15, "red"),

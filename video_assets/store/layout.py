@@ -13,7 +13,6 @@ HASH_CHARS = 16
 
 SEGMENTS_METADATA = "segments_metadata.json"
 TRANSCRIPTS_FILE = "transcripts.json"
-FRAMES_DIR = "frames"
 
 
 def check_workspace(workspace: str) -> str:
