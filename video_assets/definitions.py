@@ -15,7 +15,7 @@ from video_assets.defs.resources import (
     WhisperResource,
 )
 from video_assets.defs.search_assets import build_search_assets
-from video_assets.defs.sensors import upload_sensor
+from video_assets.defs.sensors import follow_changed_content, upload_sensor
 from video_assets.settings import Settings
 
 
@@ -25,7 +25,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[segments, build_transcripts(versions["transcripts"]), *build_search_assets(versions)],
         asset_checks=video_checks,
         jobs=[process_video_job],
-        sensors=[upload_sensor],
+        sensors=[upload_sensor, follow_changed_content],
         resources={
             "store": VideoStoreResource(),
             "whisper": WhisperResource(),

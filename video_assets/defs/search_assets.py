@@ -33,6 +33,26 @@ SEGMENT_KIND = "segment"
 DESCRIPTION_KIND = "description"
 
 
+# Embeddings and description follow their input when its content changed (a new data version), not
+# on every upstream run: a caption rerun with identical text leaves them as they are.
+FOLLOW_CHANGED_CONTENT = (
+    (
+        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed()).since(
+            dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
+        )
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    )
+    .with_label("input content changed")
+)
+
+
+class RecomputeConfig(dg.Config):
+    """`force`: call the model even when the inputs equal those of the last run."""
+
+    force: bool = False
+
+
 def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="captions",
@@ -57,15 +77,17 @@ def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefiniti
         kinds={"qdrant", "sentence-transformers"},
         pool="vector_store",
         code_version=code_versions["embeddings"],
+        automation_condition=FOLLOW_CHANGED_CONTENT,
         description="Segment text (`Caption: … Transcript: …`) as dense + keyword vectors in Qdrant.",
     )
     def embeddings(
         context: dg.AssetExecutionContext,
+        config: RecomputeConfig,
         store: VideoStoreResource,
         embedder: EmbedderResource,
         vectors: VectorStoreResource,
     ) -> dg.MaterializeResult:
-        return embed_video(context, store, embedder, vectors)
+        return embed_video(context, store, embedder, vectors, force=config.force)
 
     @dg.asset(
         name="description",
@@ -75,16 +97,18 @@ def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefiniti
         kinds={"openai", "qdrant"},
         pool="vector_store",
         code_version=code_versions["description"],
+        automation_condition=FOLLOW_CHANGED_CONTENT,
         description="A whole-video summary (OpenAI-compatible model, or extractive offline), also embedded.",
     )
     def description(
         context: dg.AssetExecutionContext,
+        config: RecomputeConfig,
         store: VideoStoreResource,
         summarizer: SummarizerResource,
         embedder: EmbedderResource,
         vectors: VectorStoreResource,
     ) -> dg.MaterializeResult:
-        return describe_video(context, store, summarizer, embedder, vectors)
+        return describe_video(context, store, summarizer, embedder, vectors, force=config.force)
 
     return [captions, embeddings, description]
 
@@ -145,6 +169,8 @@ def embed_video(
     store: VideoStoreResource,
     embedder_resource: EmbedderResource,
     vectors: VectorStoreResource,
+    *,
+    force: bool = False,
 ) -> dg.MaterializeResult:
     from video_assets.models.embedder import segment_text
     from video_assets.store.vector_index import IndexedText
@@ -161,7 +187,7 @@ def embed_video(
     manifest_path = layout.video_dir(key) / EMBEDDINGS_FILE
 
     with vectors.open() as index:
-        unchanged = _same_inputs(manifest_path, fingerprint) and index.count(
+        unchanged = not force and _same_inputs(manifest_path, fingerprint) and index.count(
             partition_key=key, kind=SEGMENT_KIND
         ) == len(texts)
         if not unchanged:
@@ -203,6 +229,8 @@ def describe_video(
     summarizer: SummarizerResource,
     embedder_resource: EmbedderResource,
     vectors: VectorStoreResource,
+    *,
+    force: bool = False,
 ) -> dg.MaterializeResult:
     from video_assets.models.summarizer import SummarizerError
     from video_assets.store.vector_index import IndexedText
@@ -224,7 +252,7 @@ def describe_video(
     stored_path = layout.video_dir(key) / DESCRIPTION_FILE
     embedder = embedder_resource.load()
 
-    if _same_inputs(stored_path, fingerprint):
+    if not force and _same_inputs(stored_path, fingerprint):
         stored = read_json(stored_path)
         summary_text, method, model, endpoint, chunks = (
             stored["text"], stored["method"], stored["model"], stored["endpoint"], stored["chunks"]

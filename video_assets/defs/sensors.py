@@ -59,3 +59,13 @@ def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource
         cursor=state.dump(),
         skip_reason=None if runs else "no new settled videos",
     )
+
+
+# Evaluates the automation conditions of embeddings and description (see search_assets): after a
+# model change reruns captions, what reads them follows where their content really changed.
+follow_changed_content = dg.AutomationConditionSensorDefinition(
+    "follow_changed_content",
+    target=dg.AssetSelection.assets("embeddings", "description"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)

@@ -1,0 +1,319 @@
+"""Speed of the whole asset graph, the offline captioner and search, measured side by side in one run (not a test).
+
+    .venv/bin/python benchmarks/bench_graph.py [--minutes 10] [--workdir benchmarks/out] [--points 10000]
+        [--queries 200]
+
+(1) end-to-end real-time factor of one `video-assets ingest` (segments -> transcripts -> captions ->
+    embeddings -> description) in a fresh process, with each step's share from the Dagster event log;
+(2) the OCR + visual statistics captioner's seconds per frame, per frame and per segment as the asset runs it;
+(3) hybrid search latency over `--points` synthetic segments in a local (embedded) Qdrant folder.
+The input video is bench_foundation's cached sample, so both benchmarks measure the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_foundation import SENTENCES, fresh_dir, load, sample_video, scenes_for  # noqa: E402
+
+RTF_TARGET, RTF_FLOOR = 15.0, 10.0
+REFERENCE = ("original worker (moviepy re-encode per clip, Whisper per clip, no captions): 1.6x real time on a "
+             "5-minute 720p talk (reported in the issue, not re-measured here)")
+STEPS = ("segments", "transcripts", "captions", "embeddings", "description")
+WORKSPACES = ("alpha", "beta", "gamma", "delta")
+PARTITIONS, EMBED_BATCH, WARMUP_QUERIES = 200, 256, 5
+
+
+def venv_bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+# --- (1) the whole graph -----------------------------------------------------------------------------
+
+
+def bench_ingest(video: Path, root: Path) -> dict[str, Any]:
+    """`video-assets ingest VIDEO` in a fresh process against fresh data and Dagster homes; then its run log."""
+    os.environ["VIDEO_ASSETS_HOME"] = str(fresh_dir(root / "home"))
+    os.environ["DAGSTER_HOME"] = str(fresh_dir(root / "dagster_home"))
+    load_before, launched, clock = load(), time.time(), time.perf_counter()
+    proc = subprocess.run([venv_bin("video-assets"), "ingest", "--json", str(video)],
+                          env=os.environ.copy(), capture_output=True, text=True)
+    wall, exited = time.perf_counter() - clock, time.time()
+    if proc.returncode != 0:
+        raise SystemExit(f"ingest failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"wall_s": wall, "load": load_before, "partition": outcome["partition_key"],
+            **run_log(outcome["run_id"], launched, exited)}
+
+
+def run_log(run_id: str, launched: float, exited: float) -> dict[str, Any]:
+    """Step durations (STEP_START -> STEP_SUCCESS) and the assets' metadata, from the instance in DAGSTER_HOME."""
+    import dagster as dg
+
+    from video_assets.defs.runner import dagster_instance
+
+    instance = dagster_instance()
+    events = instance.all_logs(run_id)
+    started: dict[str, float] = {}
+    steps: dict[str, float] = {}
+    for event in events:
+        kind = event.dagster_event.event_type_value if event.dagster_event else None
+        if kind == "STEP_START":
+            started[event.step_key] = event.timestamp
+        elif kind == "STEP_SUCCESS":
+            steps[event.step_key] = event.timestamp - started[event.step_key]
+    metadata = {}
+    for name in STEPS:
+        record = instance.get_latest_materialization_event(dg.AssetKey(name))
+        md = record.asset_materialization.metadata if record and record.asset_materialization else {}
+        metadata[name] = {k: v.value for k, v in md.items()}
+    first, last = events[0].timestamp, events[-1].timestamp
+    return {"run_id": run_id, "steps": steps, "metadata": metadata,
+            "before_run_s": first - launched,  # process start, imports, upload copy, partition, run creation
+            "in_run_outside_steps_s": (last - first) - sum(steps.values()),
+            "after_run_s": exited - last}  # result handling, printing, interpreter exit
+
+
+# --- (2) the offline captioner -----------------------------------------------------------------------
+
+
+def segment_frames(home: Path, partition: str) -> list[list[tuple[float, Any]]]:
+    """Each segment's (time, RGB image) frames, read from disk as the captions asset reads them."""
+    from PIL import Image
+
+    from video_assets.store.atomic import read_json
+    from video_assets.store.layout import DataLayout
+
+    document = read_json(DataLayout(home).segments_metadata(partition))
+    segments = []
+    for _, info in sorted(document["segments_info"].items(), key=lambda kv: int(kv[0])):
+        frames = []
+        for t, path in zip(info["frame_times"], info["frame_paths"]):
+            with Image.open(path) as image:
+                frames.append((t, image.convert("RGB")))
+        segments.append(frames)
+    return segments
+
+
+def bench_captioner(segments: list[list[tuple[float, Any]]]) -> dict[str, Any]:
+    from video_assets.models.captioners import OcrVisualCaptioner
+
+    clock = time.perf_counter()
+    captioner = OcrVisualCaptioner()
+    load_s = time.perf_counter() - clock
+    captioner.caption_segment(segments[0][:1])  # warm-up: first ONNX runs allocate
+    frames = [f for seg in segments for f in seg]
+    result: dict[str, Any] = {"load_s": load_s, "frames": len(frames)}
+
+    def ocr_only() -> int:
+        for _, image in frames:
+            captioner.read_text(image)
+        return 0
+
+    def one_frame_segments() -> int:
+        for frame in frames:
+            captioner.caption_segment([frame])
+        return 0
+
+    def per_segment() -> int:  # as the captions asset does: near-duplicates reuse the last OCR'd text
+        captions = [captioner.caption_segment(seg) for seg in segments]
+        return sum(f.reused_from is not None for cap in captions for f in cap.frames)
+
+    for work in (ocr_only, one_frame_segments, per_segment):
+        captioner.ocr_calls = 0
+        load_before, clock = load(), time.perf_counter()
+        reused = work()
+        seconds = time.perf_counter() - clock
+        result[work.__name__] = {"s_per_frame": seconds / len(frames), "seconds": seconds,
+                                 "ocr_calls": captioner.ocr_calls, "reused": reused, "load": load_before}
+    return result
+
+
+# --- (3) search latency ------------------------------------------------------------------------------
+
+
+def vocabulary() -> list[str]:
+    return sorted({w.strip(".,").lower() for _, sentence in SENTENCES for w in sentence.split()})
+
+
+def synthetic_texts(count: int, rng: random.Random) -> list[str]:
+    """Segment texts in the asset's form: an OCR caption, then a sentence and random words as transcript."""
+    from video_assets.models.embedder import segment_text
+
+    vocab, labels = vocabulary(), [label for label, _ in SENTENCES]
+    colours = ["blue", "white", "red", "green", "gray", "purple", "orange", "black"]
+    texts = []
+    for _ in range(count):
+        caption = (f'On-screen text: "{rng.choice(labels)} {rng.randint(1, 999)}". '
+                   f"Colours: {', '.join(rng.sample(colours, 2))}. Bright.")
+        transcript = rng.choice(SENTENCES)[1] + " " + " ".join(rng.choices(vocab, k=rng.randint(20, 50)))
+        texts.append(segment_text(caption, transcript))
+    return texts
+
+
+def build_index(folder: Path, points: int, rng: random.Random) -> tuple[Any, Any, dict[str, Any]]:
+    """A fresh local index with `points` segment points over PARTITIONS partitions in the WORKSPACES."""
+    from video_assets.models.embedder import load_embedder
+    from video_assets.store.vector_index import IndexedText, VectorIndex
+
+    clock = time.perf_counter()
+    embedder = load_embedder()
+    load_s = time.perf_counter() - clock
+    texts = synthetic_texts(points, rng)
+    load_before, clock = load(), time.perf_counter()
+    dense = np.concatenate([embedder.embed(texts[i:i + EMBED_BATCH]) for i in range(0, points, EMBED_BATCH)])
+    sparse = embedder.sparse(texts)
+    embed_s = time.perf_counter() - clock
+
+    index = VectorIndex(path=fresh_dir(folder))
+    index.ensure_collection(embedder.dimension)
+    clock = time.perf_counter()
+    for p, chunk in enumerate(np.array_split(np.arange(points), PARTITIONS)):
+        workspace = WORKSPACES[p % len(WORKSPACES)]
+        key = f"{workspace}--{hashlib.sha256(str(p).encode()).hexdigest()[:16]}"
+        items = [IndexedText(index=s, text=texts[i], dense=dense[i].tolist(), sparse=sparse[i],
+                             payload={"workspace": workspace, "files": [f"video_{p:03d}.mp4"], "start": s * 30.0,
+                                      "end": s * 30.0 + 30.0, "model": embedder.name})
+                 for s, i in enumerate(chunk)]
+        index.replace_partition_points(key, items, kind="segment")
+    upsert_s = time.perf_counter() - clock
+    return embedder, index, {"model": embedder.name, "load_s": load_s, "embed_s": embed_s, "upsert_s": upsert_s,
+                             "embed_load": load_before, "points": index.count()}
+
+
+def bench_search(folder: Path, points: int, queries: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    embedder, index, result = build_index(folder, points, rng)
+    vocab = vocabulary()
+    phrases = [" ".join(rng.choices(vocab, k=rng.randint(2, 6))) for _ in range(queries + WARMUP_QUERIES)]
+    whole, qdrant = [], []
+    result["load"] = load()
+    for n, phrase in enumerate(phrases):
+        workspace = WORKSPACES[n % len(WORKSPACES)]
+        t0 = time.perf_counter()
+        dense, sparse = embedder.embed([phrase])[0].tolist(), embedder.sparse([phrase])[0]
+        t1 = time.perf_counter()
+        hits = index.hybrid_search(dense, sparse, workspace=workspace, limit=10)
+        t2 = time.perf_counter()
+        if n >= WARMUP_QUERIES:
+            whole.append(t2 - t0)
+            qdrant.append(t2 - t1)
+            assert hits and all(h.partition.startswith(workspace + "--") for h in hits)
+    index.close()
+    stats = lambda xs: {"p50": float(np.percentile(xs, 50)), "p95": float(np.percentile(xs, 95)),  # noqa: E731
+                        "mean": float(np.mean(xs))}
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return result | {"whole": stats(whole), "qdrant": stats(qdrant), "queries": len(whole), "disk_bytes": size}
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+
+def summary(r: dict[str, Any]) -> str:
+    g, c, s = r["graph"], r["captioner"], r["search"]
+    md = g["metadata"]
+    rtf = r["duration_s"] / g["wall_s"]
+    verdict = "met" if rtf >= RTF_TARGET else ("below target, above floor" if rtf >= RTF_FLOOR else "BELOW FLOOR")
+    steps_s = sum(g["steps"].values())
+    ms = lambda x: f"{x * 1000:.1f} ms"  # noqa: E731
+    rows = [
+        ("Input", f"{r['video']} ({r['duration_s']:.0f} s, 1280x720 talk, {md['segments'].get('segment_count')} "
+                  f"segments)", ""),
+        ("End-to-end `video-assets ingest`, fresh process (wall)",
+         f"{g['wall_s']:.1f} s, **RTF {rtf:.1f}x real time** ({verdict})", f">= {RTF_TARGET:g}x, never < {RTF_FLOOR:g}x"),
+        *((f"Step `{k}`", f"{v:.1f} s ({v / g['wall_s']:.0%} of wall)", "") for k, v in g["steps"].items()),
+        ("Overhead outside steps (wall - sum of steps)",
+         f"{g['wall_s'] - steps_s:.1f} s: before run {g['before_run_s']:.1f} s (process start, imports, upload, "
+         f"run setup), in run between steps {g['in_run_outside_steps_s']:.1f} s, after run {g['after_run_s']:.1f} s", ""),
+        ("segments metadata `timings`", json.dumps(md["segments"].get("timings")), ""),
+        ("transcripts metadata `real_time_factor`", f"{md['transcripts'].get('real_time_factor')}x "
+         f"({md['transcripts'].get('seconds')} s incl. model load)", ""),
+        ("captions metadata", f"{md['captions'].get('frames')} frames, {md['captions'].get('frames_reused_as_near_duplicates')} "
+         f"reused as near-duplicates, {md['captions'].get('seconds_per_frame')} s/frame", ""),
+        ("Reference", REFERENCE, ""),
+        ("Captioner load (OcrVisualCaptioner, excluded below)", f"{c['load_s']:.2f} s", ""),
+        *((label, f"{c[k]['s_per_frame']:.3f} s/frame ({c[k]['seconds']:.1f} s for {c['frames']} frames, "
+                  f"{c[k]['ocr_calls']} OCR calls{extra(c[k])})", "")
+          for k, label in (("ocr_only", "Captioner, OCR only (`read_text` on every frame)"),
+                           ("one_frame_segments", "Captioner, every frame as its own segment (no reuse)"),
+                           ("per_segment", "Captioner, per segment as the asset runs it (effective)"))),
+        (f"Search index build ({s['points']} points, {PARTITIONS} partitions, {len(WORKSPACES)} workspaces, local)",
+         f"embed {s['embed_s']:.1f} s ({s['points'] / s['embed_s']:.0f} texts/s), upsert {s['upsert_s']:.1f} s; "
+         f"embedder load {s['load_s']:.1f} s", "excluded from latency"),
+        (f"Search latency incl. query embedding ({s['queries']} queries)",
+         f"p50 {ms(s['whole']['p50'])}, p95 {ms(s['whole']['p95'])}, mean {ms(s['whole']['mean'])}", ""),
+        ("Search latency, Qdrant `hybrid_search` alone",
+         f"p50 {ms(s['qdrant']['p50'])}, p95 {ms(s['qdrant']['p95'])}, mean {ms(s['qdrant']['mean'])}", ""),
+        ("Index size on disk", f"{s['disk_bytes'] / 2**20:.1f} MiB", ""),
+    ]
+    loads = {"ingest": g["load"], **{f"captioner {k}": c[k]["load"] for k in ("ocr_only", "one_frame_segments",
+             "per_segment")}, "embedding": s["embed_load"], "queries": s["load"]}
+    return "\n".join([
+        f"Command: `{r['command']}`  ",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}  ",
+        f"Load average (1/5/15 min) at start: {r['load']}; before each timing: "
+        + ", ".join(f"{k} {v}" for k, v in loads.items()),
+        "",
+        "| Measure | Figure | Target |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {t} |" for a, b, t in rows),
+    ])
+
+
+def extra(figures: dict[str, Any]) -> str:
+    return f", {figures['reused']} frames reused as near-duplicates" if figures["reused"] else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    r: dict[str, Any] = {"load": load(), "command": " ".join([".venv/bin/python", *sys.argv])}
+    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}; load average {r['load']}")
+    video = sample_video(work, scenes_for(args.minutes))
+    r["video"] = video.name
+
+    print(f"(1) whole graph: video-assets ingest {video.name} (load {load()})")
+    r["graph"] = g = bench_ingest(video, work / "graph")
+    r["duration_s"] = g["metadata"]["segments"]["duration_seconds"]
+    print(f"  wall {g['wall_s']:.1f} s, RTF {r['duration_s'] / g['wall_s']:.1f}x (target {RTF_TARGET:g}x, "
+          f"never < {RTF_FLOOR:g}x); steps {({k: round(v, 1) for k, v in g['steps'].items()})}")
+    print(f"  for scale: {REFERENCE}")
+
+    print(f"(2) captioner (load {load()})")
+    r["captioner"] = c = bench_captioner(segment_frames(Path(os.environ["VIDEO_ASSETS_HOME"]), g["partition"]))
+    for k in ("ocr_only", "one_frame_segments", "per_segment"):
+        print(f"  {k}: {c[k]['s_per_frame']:.3f} s/frame, {c[k]['ocr_calls']} OCR calls (load {c[k]['load']})")
+
+    print(f"(3) search over {args.points} points (load {load()})")
+    r["search"] = s = bench_search(work / "search_qdrant", args.points, args.queries)
+    print(f"  embed {s['embed_s']:.1f} s, upsert {s['upsert_s']:.1f} s; whole p50/p95 "
+          f"{s['whole']['p50'] * 1000:.1f}/{s['whole']['p95'] * 1000:.1f} ms, qdrant "
+          f"{s['qdrant']['p50'] * 1000:.1f}/{s['qdrant']['p95'] * 1000:.1f} ms (load {s['load']})")
+
+    table = summary(r)
+    (work / "bench_graph.md").write_text(table + "\n")
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
