@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ingest = commands.add_parser("ingest", help="put videos into the upload bucket and materialize their assets")
     ingest.add_argument("paths", nargs="+", type=Path)
-    ingest.add_argument("--workspace", "-w", default=None, help="workspace (default VIDEO_ASSETS_WORKSPACE or 'default')")
+    ingest.add_argument(
+        "--workspace", "-w", default=None, help="workspace (default VIDEO_ASSETS_WORKSPACE or 'default')"
+    )
     ingest.add_argument("--json", action="store_true", help="print one JSON object per file")
 
     status = commands.add_parser("status", help="models, device, settings and the state of every video")
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("query")
     search.add_argument("--workspace", "-w", default=None)
     search.add_argument("--limit", "-n", type=int, default=10)
-    search.add_argument("--json", action="store_true", help="a JSON list of {file, partition, segment, start, end, score, text}")
+    search.add_argument(
+        "--json", action="store_true", help="a JSON list of {file, partition, segment, start, end, score, text}"
+    )
 
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
     demo.add_argument("--workspace", "-w", default=None)
@@ -68,7 +72,8 @@ def _outcome_line(outcome, settings: Settings) -> str:  # noqa: ANN001
     summary = _video_summary(settings, outcome.partition_key)
     return (
         f"OK         {outcome.path}  {outcome.partition_key}  "
-        f"{summary['segment_count']} segments, {summary['duration']:.1f} s, {summary['words']} words  (run {outcome.run_id[:8]})"
+        f"{summary['segment_count']} segments, {summary['duration']:.1f} s, {summary['words']} words"
+        f"  (run {outcome.run_id[:8]})"
     )
 
 
@@ -146,7 +151,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"DAGSTER_HOME  {report['dagster_home']}")
     for name, model in report["models"].items():
         found = "found" if model["found"] else "NOT FOUND"
-        print(f"model {name:8s}{model['name']} -> {model['path']} ({found}; {model['device']}, {model['compute_type']})")
+        print(
+            f"model {name:8s}{model['name']} -> {model['path']} ({found}; {model['device']}, {model['compute_type']})"
+        )
     print(f"videos        {len(report['videos'])}")
     for video in report["videos"]:
         assets = ", ".join(f"{a}:{s}" for a, s in video["assets"].items())
@@ -168,9 +175,31 @@ def _other_models(settings: Settings) -> dict:
     else:
         caption_path = settings.caption_model
     return {
-        "captioner": {"name": settings.caption_model, "path": caption_path, "found": Path(caption_path).exists(), "device": gpu, "compute_type": "onnx" if settings.caption_model == OCR_VISUAL_STATS else "4-bit" if gpu == "cuda" else "float32"},
-        "embedder": {"name": name, "path": path, "found": Path(path).exists(), "device": gpu, "compute_type": "float32"},
-        "summarizer": {"name": settings.summary_model if settings.openai_base_url else "extractive", "path": settings.openai_base_url or "(offline)", "found": True, "device": "remote" if settings.openai_base_url else "cpu", "compute_type": "-"},
+        "captioner": {
+            "name": settings.caption_model,
+            "path": caption_path,
+            "found": Path(caption_path).exists(),
+            "device": gpu,
+            "compute_type": "onnx"
+            if settings.caption_model == OCR_VISUAL_STATS
+            else "4-bit"
+            if gpu == "cuda"
+            else "float32",
+        },
+        "embedder": {
+            "name": name,
+            "path": path,
+            "found": Path(path).exists(),
+            "device": gpu,
+            "compute_type": "float32",
+        },
+        "summarizer": {
+            "name": settings.summary_model if settings.openai_base_url else "extractive",
+            "path": settings.openai_base_url or "(offline)",
+            "found": True,
+            "device": "remote" if settings.openai_base_url else "cpu",
+            "compute_type": "-",
+        },
     }
 
 
@@ -188,7 +217,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     code = _ingest(argparse.Namespace(paths=[sample], workspace=args.workspace, json=False), settings)
     if code:
         return code
-    from video_assets.store.layout import partition_key, content_hash
+    from video_assets.store.layout import content_hash, partition_key
 
     key = partition_key(args.workspace or settings.workspace, content_hash(sample))
     summary = _video_summary(settings, key)

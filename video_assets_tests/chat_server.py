@@ -32,9 +32,7 @@ class SeenRequest:
 
 
 class ChatServer:
-    def __init__(
-        self, statuses: Iterable[int] = (), *, then: int = 200, reply: Reply | str = "A summary."
-    ) -> None:
+    def __init__(self, statuses: Iterable[int] = (), *, then: int = 200, reply: Reply | str = "A summary.") -> None:
         self.statuses = list(statuses)
         self.then = then
         self.reply: Reply = reply if callable(reply) else (lambda _body, text=reply: text)

@@ -45,7 +45,9 @@ class MediaFactory:
         return self.video(f"talk_{seconds:g}s.mp4", scenes, size=(320, 240))
 
     def silent_pattern(self, seconds: float, name: str | None = None, **options: object) -> Path:
-        return self.video(name or f"pattern_{seconds:g}s.mp4", [Scene(seconds, moving=True)], size=(320, 240), **options)
+        return self.video(
+            name or f"pattern_{seconds:g}s.mp4", [Scene(seconds, moving=True)], size=(320, 240), **options
+        )
 
     def no_audio(self) -> Path:
         return self.video("no_audio.mp4", [Scene(12.0, "", "QUIET", "#000080")], size=(320, 240), audio=False)
@@ -71,7 +73,11 @@ class MediaFactory:
         path = self.root / "truncated.mp4"
         if not path.exists():
             whole = self.root / "faststart.mp4"
-            run_ffmpeg(["-i", str(self.talk(62.0)), "-c", "copy", "-movflags", "+faststart", str(whole)], source=whole, what="remux")
+            run_ffmpeg(
+                ["-i", str(self.talk(62.0)), "-c", "copy", "-movflags", "+faststart", str(whole)],
+                source=whole,
+                what="remux",
+            )
             data = whole.read_bytes()
             path.write_bytes(data[: len(data) // 2])
         return path

@@ -144,6 +144,7 @@ def test_gpu_batch_size_follows_free_memory() -> None:
 
 # --- the vision-language model path, on a tiny randomly initialised LLaVA -------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_vlm_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("tiny-llava")

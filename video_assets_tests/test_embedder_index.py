@@ -87,9 +87,7 @@ def points_for(
 def index(tmp_path: Path, embedder: TextEmbedder) -> Iterator[VectorIndex]:
     index = VectorIndex(path=tmp_path / "qdrant")
     index.ensure_collection(embedder.dimension)
-    index.replace_partition_points(
-        "news/volcano.mp4", points_for(embedder, "news", "volcano.mp4", NEWS), kind=SEGMENT
-    )
+    index.replace_partition_points("news/volcano.mp4", points_for(embedder, "news", "volcano.mp4", NEWS), kind=SEGMENT)
     index.replace_partition_points(
         "cook/pasta.mp4", points_for(embedder, "cooking", "pasta.mp4", COOKING), kind=SEGMENT
     )
@@ -97,9 +95,7 @@ def index(tmp_path: Path, embedder: TextEmbedder) -> Iterator[VectorIndex]:
     index.close()
 
 
-def search(
-    index: VectorIndex, embedder: TextEmbedder, query: str, workspace: str, limit: int = 3
-) -> list[SearchHit]:
+def search(index: VectorIndex, embedder: TextEmbedder, query: str, workspace: str, limit: int = 3) -> list[SearchHit]:
     return index.hybrid_search(
         embedder.embed([query])[0], embedder.sparse([query])[0], workspace=workspace, limit=limit
     )
@@ -147,9 +143,7 @@ def test_exact_rare_word_is_found_by_the_keyword_side(index: VectorIndex, embedd
     hits = index.hybrid_search(unrelated, embedder.sparse(["xq7"])[0], workspace="news", limit=4)
 
     assert hits[0].segment == 2
-    assert (
-        index.hybrid_search(unrelated, embedder.sparse(["xq7"])[0], workspace="news", limit=1)[0].segment == 2
-    )
+    assert index.hybrid_search(unrelated, embedder.sparse(["xq7"])[0], workspace="news", limit=1)[0].segment == 2
 
 
 def test_a_workspace_never_sees_another_workspaces_videos(index: VectorIndex, embedder: TextEmbedder) -> None:
@@ -162,9 +156,7 @@ def test_a_workspace_never_sees_another_workspaces_videos(index: VectorIndex, em
     assert index.count(workspace="news") == 4 and index.count(workspace="cooking") == 4
 
 
-def test_replacing_a_partition_leaves_one_point_per_segment(
-    index: VectorIndex, embedder: TextEmbedder
-) -> None:
+def test_replacing_a_partition_leaves_one_point_per_segment(index: VectorIndex, embedder: TextEmbedder) -> None:
     news = points_for(embedder, "news", "volcano.mp4", NEWS)
 
     assert index.replace_partition_points("news/volcano.mp4", news, kind=SEGMENT) == 4  # a rerun

@@ -61,9 +61,16 @@ def test_description_from_the_endpoint_with_retries_and_no_half_writes(
     assert meta["method"].value == "llm" and meta["endpoint"].value == server.base_url
 
     with ChatServer(then=500) as failing:
-        summarizer = SummarizerResource(base_url=failing.base_url, model="test-model", retry_base_delay=0.01, max_retries=2)
+        summarizer = SummarizerResource(
+            base_url=failing.base_url, model="test-model", retry_base_delay=0.01, max_retries=2
+        )
         result = materialize(
-            defs, ["description"], key, instance, {"summarizer": summarizer}, raise_on_error=False,
+            defs,
+            ["description"],
+            key,
+            instance,
+            {"summarizer": summarizer},
+            raise_on_error=False,
             run_config={"ops": {"description": {"config": {"force": True}}}},
         )
         assert len(failing.requests) == 3  # one try and two retries

@@ -20,7 +20,9 @@ SCENES = [
     Scene(30.0, "The volcano erupted and bright orange lava flowed down toward the village.", "MAGMA", "#b22222"),
     Scene(30.0, "My bicycle has a broken chain, so I repaired the gears and pumped the flat tire.", "PEDAL", "#2e7d32"),
     Scene(30.0, "She practised the piano every morning and played a sonata at the concert.", "QUARTZ", "#1f3a93"),
-    Scene(30.0, "Whisk the eggs with flour and sugar, then bake the sponge cake for twenty minutes.", "OVEN", "#6d4c41"),
+    Scene(
+        30.0, "Whisk the eggs with flour and sugar, then bake the sponge cake for twenty minutes.", "OVEN", "#6d4c41"
+    ),
 ]
 
 
@@ -85,7 +87,9 @@ def test_rerun_keeps_one_point_per_segment_and_description(ingested: dict) -> No
     result = dg.materialize([*assets, *checks], partition_key=key, instance=instance, resources=defs.resources)
     assert result.success
     assert counts() == {"segment": 4, "description": 1}
-    document = json.loads((settings.home_dir / "segments" / "team-a" / key.split("--")[1] / "segments_metadata.json").read_text())
+    document = json.loads(
+        (settings.home_dir / "segments" / "team-a" / key.split("--")[1] / "segments_metadata.json").read_text()
+    )
     assert "volcano" in document["document_data"]["description"].lower()
     assert "MAGMA" in document["segments_info"]["0"]["caption"]
 
@@ -109,7 +113,18 @@ def test_cli_search_json(ingested: dict) -> None:
     import sys
 
     run = subprocess.run(
-        [sys.executable, "-m", "video_assets.cli", "search", "repairing the gears of a bike", "-w", "team-a", "--json", "-n", "3"],
+        [
+            sys.executable,
+            "-m",
+            "video_assets.cli",
+            "search",
+            "repairing the gears of a bike",
+            "-w",
+            "team-a",
+            "--json",
+            "-n",
+            "3",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

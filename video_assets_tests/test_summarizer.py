@@ -75,9 +75,7 @@ def test_persistent_server_error_names_the_endpoint_and_status_never_the_key(
     assert len(server.requests) == 3
     assert FAKE_KEY not in message
     assert FAKE_KEY not in debug_logs.text
-    assert (
-        failure.value.__cause__ is None and failure.value.__context__ is not None
-    )  # suppressed, not chained
+    assert failure.value.__cause__ is None and failure.value.__context__ is not None  # suppressed, not chained
 
 
 def test_client_errors_fail_at_once() -> None:
@@ -92,9 +90,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
         base_url = server.base_url
     # The server is stopped: nothing listens on its port any more.
     with pytest.raises(SummarizerError, match="APIConnectionError") as failure:
-        summarize_video(
-            SEGMENTS, base_url=base_url, api_key=FAKE_KEY, model="m", max_retries=1, retry_base_delay=0.01
-        )
+        summarize_video(SEGMENTS, base_url=base_url, api_key=FAKE_KEY, model="m", max_retries=1, retry_base_delay=0.01)
 
     assert base_url in str(failure.value) and "2 attempt" in str(failure.value)
 
@@ -104,11 +100,7 @@ def test_long_input_is_summarised_in_parts_then_combined() -> None:
 
     def reply(body: dict[str, Any]) -> str:
         prompt = body["messages"][-1]["content"]
-        return (
-            "combined summary"
-            if prompt.startswith("Below are summaries")
-            else f"part summary {prompt[60:70]}"
-        )
+        return "combined summary" if prompt.startswith("Below are summaries") else f"part summary {prompt[60:70]}"
 
     with ChatServer(reply=reply) as server:
         summary = summarize(server, segments, max_input_chars=1000)
@@ -118,9 +110,7 @@ def test_long_input_is_summarised_in_parts_then_combined() -> None:
     assert summary.text == "combined summary"
     assert summary.chunks == len(parts) == 6  # two ~450-char segments per 1000-char part
     assert len(combines) == 1 and len(server.requests) == 7
-    assert all(
-        len(r.body["messages"][-1]["content"]) < 1000 + 300 for r in server.requests
-    )  # part + instructions
+    assert all(len(r.body["messages"][-1]["content"]) < 1000 + 300 for r in server.requests)  # part + instructions
     assert "Segment 0:" in parts[0].prompt and "Segment 11:" in parts[-1].prompt
 
 
@@ -134,10 +124,7 @@ def test_chunks_never_exceed_the_limit() -> None:
 
 
 def test_endpoint_in_metadata_has_no_credentials() -> None:
-    assert (
-        public_endpoint("https://user:secret@llm.example.com:8443/v1?key=abc")
-        == "https://llm.example.com:8443/v1"
-    )
+    assert public_endpoint("https://user:secret@llm.example.com:8443/v1?key=abc") == "https://llm.example.com:8443/v1"
 
 
 def test_without_an_endpoint_the_summary_is_extractive_and_says_so() -> None:

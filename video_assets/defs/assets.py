@@ -4,7 +4,6 @@ Each asset reads what the one before it stored under the data root and writes it
 atomically; the Dagster layer only adds partitions, metadata, pools and failure reporting.
 """
 
-
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from video_assets.store.documents import load_document, new_document, segment_bo
 from video_assets.store.layout import SEGMENTS_METADATA
 from video_assets.store.registry import VideoRecord
 
+
 class SegmentsConfig(dg.Config):
     """Unset values come from the settings (VIDEO_SEGMENT_LENGTH and friends)."""
 
@@ -41,7 +41,9 @@ class SegmentsConfig(dg.Config):
     code_version="segments-1",
     description="Fixed-length segments (stream copy where keyframes allow), sampled frames and 16 kHz audio.",
 )
-def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: VideoStoreResource) -> dg.MaterializeResult:
+def segments(
+    context: dg.AssetExecutionContext, config: SegmentsConfig, store: VideoStoreResource
+) -> dg.MaterializeResult:
     key = context.partition_key
     settings = store.settings()
     layout = store.layout()
@@ -90,8 +92,13 @@ def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: V
     replace_directory(staging, final_dir)  # a failed run never replaced what an earlier run stored
 
     durations = [round(row["end"] - row["start"], 3) for row in segment_rows]
-    timings = {**{k: round(v, 3) for k, v in split.timings.items()}, "total_seconds": round(time.perf_counter() - started, 3)}
-    context.log.info(f"{record.names[0]}: {len(segment_rows)} segments by {split.method} in {timings['total_seconds']} s")
+    timings = {
+        **{k: round(v, 3) for k, v in split.timings.items()},
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
+    context.log.info(
+        f"{record.names[0]}: {len(segment_rows)} segments by {split.method} in {timings['total_seconds']} s"
+    )
     return dg.MaterializeResult(
         metadata={
             "files": dg.MetadataValue.json(record.names),
@@ -116,7 +123,9 @@ def segments(context: dg.AssetExecutionContext, config: SegmentsConfig, store: V
             ),
             "path": dg.MetadataValue.path(str(final_dir)),
         },
-        data_version=dg.DataVersion(digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])),
+        data_version=dg.DataVersion(
+            digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])
+        ),
     )
 
 
@@ -189,7 +198,12 @@ def transcribe_video(
         "real_time_factor": round(duration / elapsed, 1) if elapsed > 0 and runtime else 0.0,
     }
     if runtime:
-        metadata |= {"model": runtime.model, "model_path": runtime.path, "device": runtime.device, "compute_type": runtime.compute_type}
+        metadata |= {
+            "model": runtime.model,
+            "model_path": runtime.path,
+            "device": runtime.device,
+            "compute_type": runtime.compute_type,
+        }
     if note:
         metadata["note"] = note
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(digest(texts)))
@@ -222,11 +236,13 @@ def _segment_rows(split: SplitResult, final_dir: Path) -> list[dict]:
 
 def _segments_table(rows: list[dict]) -> str:
     lines = ["| # | start | end | frames (s) |", "|---|---|---|---|"]
-    lines += [f"| {r['index']} | {r['start']:.2f} | {r['end']:.2f} | {', '.join(f'{t:g}' for t in r['frame_times'])} |" for r in rows]
+    lines += [
+        f"| {r['index']} | {r['start']:.2f} | {r['end']:.2f} | {', '.join(f'{t:g}' for t in r['frame_times'])} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
 def _transcript_excerpt(bounds: list[tuple[float, float]], texts: list[str], limit: int = 12) -> str:
     lines = [f"- **{clock(s)}–{clock(e)}** {t}" for (s, e), t in list(zip(bounds, texts))[:limit] if t]
     return "\n".join(lines) or "_no speech_"
-

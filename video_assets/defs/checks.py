@@ -10,19 +10,28 @@ from video_assets.store.documents import load_document, segment_bounds
 COVERAGE_TOLERANCE_SECONDS = 1.0
 
 
-@dg.asset_check(asset="segments", partitions_def=videos_partitions, blocking=True, description="Segments cover the video within 1 s, without gaps.")
+@dg.asset_check(
+    asset="segments",
+    partitions_def=videos_partitions,
+    blocking=True,
+    description="Segments cover the video within 1 s, without gaps.",
+)
 def segments_cover_duration(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
     document = load_document(store.layout().segments_metadata(context.partition_key))
     bounds = segment_bounds(document)
     gaps = [round(b[0] - a[1], 3) for a, b in zip(bounds, bounds[1:]) if abs(b[0] - a[1]) > 0.01]
-    uncovered = abs(bounds[0][0]) + abs(document["total_duration"] - bounds[-1][1]) if bounds else document["total_duration"]
+    uncovered = (
+        abs(bounds[0][0]) + abs(document["total_duration"] - bounds[-1][1]) if bounds else document["total_duration"]
+    )
     return dg.AssetCheckResult(
         passed=bool(bounds) and not gaps and uncovered <= COVERAGE_TOLERANCE_SECONDS,
         metadata={"uncovered_seconds": round(uncovered, 3), "gaps": dg.MetadataValue.json(gaps)},
     )
 
 
-@dg.asset_check(asset="segments", partitions_def=videos_partitions, description="Every segment has its sampled frames on disk.")
+@dg.asset_check(
+    asset="segments", partitions_def=videos_partitions, description="Every segment has its sampled frames on disk."
+)
 def frames_exist(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
     from pathlib import Path
 
@@ -35,7 +44,9 @@ def frames_exist(context: dg.AssetCheckExecutionContext, store: VideoStoreResour
     return dg.AssetCheckResult(passed=not missing, metadata={"segments_missing_frames": dg.MetadataValue.json(missing)})
 
 
-@dg.asset_check(asset="transcripts", partitions_def=videos_partitions, description="A video with audio has a transcript.")
+@dg.asset_check(
+    asset="transcripts", partitions_def=videos_partitions, description="A video with audio has a transcript."
+)
 def transcript_present(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
     layout = store.layout()
     document = load_document(layout.segments_metadata(context.partition_key))
@@ -48,7 +59,9 @@ def transcript_present(context: dg.AssetCheckExecutionContext, store: VideoStore
     )
 
 
-@dg.asset_check(asset="embeddings", partitions_def=videos_partitions, description="Exactly one vector-store point per segment.")
+@dg.asset_check(
+    asset="embeddings", partitions_def=videos_partitions, description="Exactly one vector-store point per segment."
+)
 def one_point_per_segment(
     context: dg.AssetCheckExecutionContext, store: VideoStoreResource, vectors: VectorStoreResource
 ) -> dg.AssetCheckResult:

@@ -4,7 +4,6 @@ Empty fields fall back to `Settings.from_env()` when a run starts, so one set of
 any data root; the launchpad or a test may set them explicitly.
 """
 
-
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager

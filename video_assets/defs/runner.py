@@ -137,7 +137,7 @@ def video_states(settings: Settings, instance: dg.DagsterInstance) -> list[dict]
     materialized = {k: instance.get_materialized_partitions(k) for k in asset_keys}
     known = set(instance.get_dynamic_partitions(videos_partitions.name))
     states = []
-    for key in registry.keys():
+    for key in registry.partition_keys():
         record = registry.get(key)
         states.append(
             {

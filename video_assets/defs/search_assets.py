@@ -36,15 +36,12 @@ DESCRIPTION_KIND = "description"
 # Embeddings and description follow their input when its content changed (a new data version), not
 # on every upstream run: a caption rerun with identical text leaves them as they are.
 FOLLOW_CHANGED_CONTENT = (
-    (
-        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed()).since(
-            dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
-        )
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
+    dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed()).since(
+        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
     )
-    .with_label("input content changed")
-)
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("input content changed")
 
 
 class RecomputeConfig(dg.Config):
@@ -187,9 +184,11 @@ def embed_video(
     manifest_path = layout.video_dir(key) / EMBEDDINGS_FILE
 
     with vectors.open() as index:
-        unchanged = not force and _same_inputs(manifest_path, fingerprint) and index.count(
-            partition_key=key, kind=SEGMENT_KIND
-        ) == len(texts)
+        unchanged = (
+            not force
+            and _same_inputs(manifest_path, fingerprint)
+            and index.count(partition_key=key, kind=SEGMENT_KIND) == len(texts)
+        )
         if not unchanged:
             dense = embedder.embed(texts)
             sparse = embedder.sparse(texts)
@@ -255,16 +254,26 @@ def describe_video(
     if not force and _same_inputs(stored_path, fingerprint):
         stored = read_json(stored_path)
         summary_text, method, model, endpoint, chunks = (
-            stored["text"], stored["method"], stored["model"], stored["endpoint"], stored["chunks"]
+            stored["text"],
+            stored["method"],
+            stored["model"],
+            stored["endpoint"],
+            stored["chunks"],
         )
         reused = True
     else:
         try:
             summary = summarizer.summarize(texts)
         except SummarizerError as exc:  # nothing is stored half: the previous description stays
-            raise fail(context, f"{document['files'][0]}: description failed: {exc}", endpoint=summarizer.endpoint()) from exc
+            raise fail(
+                context, f"{document['files'][0]}: description failed: {exc}", endpoint=summarizer.endpoint()
+            ) from exc
         summary_text, method, model, endpoint, chunks = (
-            summary.text, summary.method, summary.model, summary.endpoint, summary.chunks
+            summary.text,
+            summary.method,
+            summary.model,
+            summary.endpoint,
+            summary.chunks,
         )
         reused = False
 
@@ -283,7 +292,14 @@ def describe_video(
             index.replace_partition_points(key, [], kind=DESCRIPTION_KIND)
     atomic_write_json(
         stored_path,
-        {"fingerprint": fingerprint, "text": summary_text, "method": method, "model": model, "endpoint": endpoint, "chunks": chunks},
+        {
+            "fingerprint": fingerprint,
+            "text": summary_text,
+            "method": method,
+            "model": model,
+            "endpoint": endpoint,
+            "chunks": chunks,
+        },
     )
     set_description(document_path, summary_text)
     return dg.MaterializeResult(

@@ -1,6 +1,5 @@
 """The upload sensor: new, settled videos in the bucket become partitions and runs."""
 
-
 import logging
 import time
 

@@ -135,7 +135,9 @@ def brightness_word(value: float) -> str:
     return "bright"
 
 
-PALETTE = tuple("black white gray red orange yellow green cyan blue purple pink brown".split())
+PALETTE = tuple(
+    ["black", "white", "gray", "red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown"]
+)
 # Upper hue bound (degrees) of each band, from 0; red wraps around 360.
 HUE_BANDS = (
     (15, "red"),
@@ -180,12 +182,8 @@ def colour_names(hsv: np.ndarray) -> np.ndarray:
 
 def dominant_colours(image: Image.Image) -> list[tuple[str, float]]:
     hsv = np.asarray(image.convert("RGB").resize(COLOUR_SIZE, Image.Resampling.BOX).convert("HSV"))
-    shares = np.bincount(colour_names(hsv).ravel(), minlength=len(PALETTE)) / (
-        COLOUR_SIZE[0] * COLOUR_SIZE[1]
-    )
-    ranked = sorted(
-        ((PALETTE[i], round(float(share), 3)) for i, share in enumerate(shares)), key=lambda c: -c[1]
-    )
+    shares = np.bincount(colour_names(hsv).ravel(), minlength=len(PALETTE)) / (COLOUR_SIZE[0] * COLOUR_SIZE[1])
+    ranked = sorted(((PALETTE[i], round(float(share), 3)) for i, share in enumerate(shares)), key=lambda c: -c[1])
     return [(name, share) for name, share in ranked if share >= MIN_COLOUR_SHARE][:MAX_COLOURS]
 
 
@@ -291,16 +289,12 @@ class OcrVisualCaptioner:
                 ocr, reused_from = self.read_text(image), None
                 last_read = (time, gray, ocr)
             motion = None if previous_gray is None else float(np.mean(np.abs(gray - previous_gray)))
-            facts.append(
-                FrameFacts(time, ocr, dominant_colours(image), brightness(image), motion, reused_from)
-            )
+            facts.append(FrameFacts(time, ocr, dominant_colours(image), brightness(image), motion, reused_from))
             previous_gray = gray
         if not facts:
             return SegmentCaption("", [], {"frames": [], "ocr_runs": 0})
         captions = [
-            FrameCaption(
-                f.time, frame_text([line.text for line in f.ocr], f.colours, f.brightness), f.reused_from
-            )
+            FrameCaption(f.time, frame_text([line.text for line in f.ocr], f.colours, f.brightness), f.reused_from)
             for f in facts
         ]
         return SegmentCaption(segment_caption_text(facts), captions, facts_as_dict(facts))
@@ -401,9 +395,7 @@ class TransformersVLMCaptioner:
             import torch
             from transformers import BitsAndBytesConfig
 
-            options["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16
-            )
+            options["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16)
             options["device_map"] = self.device
         self.processor = AutoProcessor.from_pretrained(self.name, **common)
         try:
@@ -441,9 +433,7 @@ class TransformersVLMCaptioner:
             texts = self.caption_batch([image.convert("RGB") for _, image in batch], prompt)
             captions.extend(FrameCaption(time, text) for (time, _), text in zip(batch, texts, strict=True))
         text = " ".join(unique_in_order([c.text for c in captions]))
-        return SegmentCaption(
-            text, captions, {"model": self.name, "revision": self.revision, "prompt": prompt}
-        )
+        return SegmentCaption(text, captions, {"model": self.name, "revision": self.revision, "prompt": prompt})
 
     def caption_batch(self, images: list[Image.Image], prompt: str) -> list[str]:
         import torch
@@ -457,25 +447,17 @@ class TransformersVLMCaptioner:
     def _prompt_text(self, prompt: str) -> str:
         """The processor's chat template around one image and the prompt, or the bare prompt without one."""
         if getattr(self.processor, "chat_template", None):
-            conversation = [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-            ]
-            return self.processor.apply_chat_template(
-                conversation, add_generation_prompt=True, tokenize=False
-            )
+            conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         return prompt
 
     def _generate(self, images: list[Image.Image], prompt: str) -> list[str]:
         self.last_prompts = [self._prompt_text(prompt)] * len(images)
         inputs = self.processor(images=images, text=self.last_prompts, padding=True, return_tensors="pt")
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
-        output = self.model.generate(
-            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1
-        )
+        output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
         texts = self.processor.post_process_image_text_to_text(output, skip_special_tokens=True)
-        prompts = self.processor.post_process_image_text_to_text(
-            inputs["input_ids"], skip_special_tokens=True
-        )
+        prompts = self.processor.post_process_image_text_to_text(inputs["input_ids"], skip_special_tokens=True)
         return [without_prompt(text, prompt).strip() for text, prompt in zip(texts, prompts, strict=True)]
 
     def _remote_chat(self, images: list[Image.Image], prompt: str) -> list[str]:

@@ -93,9 +93,7 @@ def summarize_video(
         return Summary("", "llm", model, chat.endpoint, 0)
     parts = chunk_texts(texts, max_input_chars)
     if len(parts) == 1:
-        return Summary(
-            chat.complete(SUMMARY_PROMPT.format(segments=parts[0])), "llm", model, chat.endpoint, 1
-        )
+        return Summary(chat.complete(SUMMARY_PROMPT.format(segments=parts[0])), "llm", model, chat.endpoint, 1)
     summaries = [
         chat.complete(PART_PROMPT.format(part=i, parts=len(parts), segments=part))
         for i, part in enumerate(parts, start=1)
@@ -230,9 +228,7 @@ def extractive_summary(segment_texts: Sequence[str], max_chars: int = EXTRACTIVE
     A sentence is central when its words recur across the whole video (log-scaled counts, averaged
     over its distinct words); near-repeats of a sentence already picked are skipped.
     """
-    sentences = [
-        (i, j, s) for i, text in enumerate(segment_texts) for j, s in enumerate(split_sentences(text))
-    ]
+    sentences = [(i, j, s) for i, text in enumerate(segment_texts) for j, s in enumerate(split_sentences(text))]
     document = Counter(w for _, _, s in sentences for w in words(s))
 
     def centrality(sentence: str) -> float:

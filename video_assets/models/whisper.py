@@ -73,11 +73,15 @@ def _load(path: str, device: str, compute_type: str):  # noqa: ANN202 - faster_w
     # A hub name only resolves from the local cache: weights are never fetched at run time.
     local_only = not os.path.isdir(path)
     cpu_threads = os.cpu_count() or 1
-    model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=local_only)
+    model = WhisperModel(
+        path, device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=local_only
+    )
     return BatchedInferencePipeline(model=model)
 
 
-def load_whisper(model: str = BUNDLED, device: str = "auto", compute_type: str = "auto") -> tuple[object, WhisperRuntime]:
+def load_whisper(
+    model: str = BUNDLED, device: str = "auto", compute_type: str = "auto"
+) -> tuple[object, WhisperRuntime]:
     """The batched pipeline for `model`, loaded once per process."""
     path = resolve_model_path(model)
     device, compute_type = pick_device(device, compute_type)

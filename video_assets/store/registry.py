@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from video_assets.store.atomic import atomic_write_json, read_json
 from video_assets.store.layout import DataLayout, split_partition_key
@@ -72,7 +73,7 @@ class VideoRegistry:
     def forget(self, key: str) -> None:
         self.layout.registry_file(key).unlink(missing_ok=True)
 
-    def keys(self) -> list[str]:
+    def partition_keys(self) -> list[str]:
         return [f"{p.parent.name}--{p.stem}" for p in self.layout.registry_files()]
 
 
@@ -92,10 +93,10 @@ def _locked(path: Path) -> Iterator[None]:
 class Registration:
     record: VideoRecord
     is_new_video: bool
-    info: "MediaInfo"
+    info: MediaInfo
 
 
-def register_upload(registry: VideoRegistry, bucket: "UploadBucket", obj: "UploadedObject") -> Registration:
+def register_upload(registry: VideoRegistry, bucket: UploadBucket, obj: UploadedObject) -> Registration:
     """Probe an uploaded object, hash its bytes and record it under its partition key.
 
     Raises MediaError (naming the file and the cause) for anything that is not a readable video.
@@ -105,7 +106,7 @@ def register_upload(registry: VideoRegistry, bucket: "UploadBucket", obj: "Uploa
     return Registration(record, is_new, info)
 
 
-def identify(path: Path, workspace: str) -> tuple["MediaInfo", str, str]:
+def identify(path: Path, workspace: str) -> tuple[MediaInfo, str, str]:
     """(media info, sha256, partition key) of a file; MediaError if it is not a readable video."""
     from video_assets.media.probe import probe
     from video_assets.store.layout import content_hash, partition_key

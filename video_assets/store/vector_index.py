@@ -129,9 +129,7 @@ class VectorIndex:
         # Local mode ignores payload indexes (and warns); a server uses them for every filtered query.
         if self.is_server:
             for key in ("workspace", "partition_key"):
-                self.client.create_payload_index(
-                    self.collection, key, field_schema=models.PayloadSchemaType.KEYWORD
-                )
+                self.client.create_payload_index(self.collection, key, field_schema=models.PayloadSchemaType.KEYWORD)
 
     def _check_existing(self, dimension: int) -> None:
         params = self.client.get_collection(self.collection).config.params
@@ -149,9 +147,7 @@ class VectorIndex:
                 "or delete the collection and re-index"
             )
 
-    def replace_partition_points(
-        self, partition_key: str, points: Sequence[IndexedText], *, kind: str
-    ) -> int:
+    def replace_partition_points(self, partition_key: str, points: Sequence[IndexedText], *, kind: str) -> int:
         """Store exactly `points` for this partition and kind: upsert, then drop whatever else was there."""
         structs = [self._point(partition_key, kind, p) for p in points]
         for batch in _batches(structs, _UPSERT_BATCH):
@@ -179,9 +175,7 @@ class VectorIndex:
             payload=payload,
         )
 
-    def count(
-        self, *, workspace: str | None = None, partition_key: str | None = None, kind: str | None = None
-    ) -> int:
+    def count(self, *, workspace: str | None = None, partition_key: str | None = None, kind: str | None = None) -> int:
         if not self.client.collection_exists(self.collection):
             return 0
         where = _filter(workspace=workspace, partition_key=partition_key, kind=kind)
@@ -190,9 +184,7 @@ class VectorIndex:
     def delete_partition(self, partition_key: str) -> None:
         if self.client.collection_exists(self.collection):
             where = models.Filter(must=[_match("partition_key", partition_key)])
-            self.client.delete(
-                self.collection, points_selector=models.FilterSelector(filter=where), wait=True
-            )
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=where), wait=True)
 
     def partition_keys(self) -> set[str]:
         """Every partition with points in the index, to find those whose video is gone."""
@@ -294,9 +286,7 @@ def open_index(
         client = _shared_clients.get(location)
         if client is None:
             client = _shared_clients[location] = _connect(path=path, url=url, api_key=api_key)
-        index = VectorIndex(
-            client=client, url=url, collection=collection, on_close=lambda: _close_shared(location)
-        )
+        index = VectorIndex(client=client, url=url, collection=collection, on_close=lambda: _close_shared(location))
         _shared_indexes[(location, collection)] = index
         return index
 
