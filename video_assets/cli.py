@@ -88,6 +88,7 @@ def _video_summary(settings: Settings, key: str) -> dict:
         "segment_count": document["segment_count"],
         "duration": document["total_duration"],
         "words": sum(len(s["words"]) for s in transcripts["segments"]),
+        "description": document["document_data"]["description"],
         "segments": [
             {**info, "index": int(i), "transcript": info.get("transcript", "")}
             for i, info in sorted(document["segments_info"].items(), key=lambda kv: int(kv[0]))
@@ -225,8 +226,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     for seg in summary["segments"]:
         frames = ", ".join(f"{t:g}" for t in seg["frame_times"])
         print(f"  [{clock(seg['start_time'])}-{clock(seg['end_time'])}] {seg['segment_name']}  frames at {frames} s")
-        print(f"      {seg['transcript'] or '(no speech)'}")
-    print(f"\nSee the run in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -w workspace.yaml")
+        print(f"      said:  {seg['transcript'] or '(no speech)'}")
+        print(f"      shown: {seg.get('caption') or '(no caption)'}")
+    print(f"\ndescription: {summary['description'] or '(none)'}")
+    query = "lava and rocks from a mountain"
+    print(f'\nvideo-assets search "{query}":')
+    _search(argparse.Namespace(query=query, workspace=args.workspace, limit=3, json=False), settings)
+    print(f"\nSee the run in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} make ui")
     return 0
 
 
