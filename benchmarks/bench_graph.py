@@ -225,6 +225,7 @@ def bench_search(folder: Path, points: int, queries: int) -> dict[str, Any]:
 def summary(r: dict[str, Any]) -> str:
     g, c, s = r["graph"], r["captioner"], r["search"]
     md = g["metadata"]
+    cap = md["captions"]
     rtf = r["duration_s"] / g["wall_s"]
     verdict = "met" if rtf >= RTF_TARGET else ("below target, above floor" if rtf >= RTF_FLOOR else "BELOW FLOOR")
     steps_s = sum(g["steps"].values())
@@ -233,16 +234,18 @@ def summary(r: dict[str, Any]) -> str:
         ("Input", f"{r['video']} ({r['duration_s']:.0f} s, 1280x720 talk, {md['segments'].get('segment_count')} "
                   f"segments)", ""),
         ("End-to-end `video-assets ingest`, fresh process (wall)",
-         f"{g['wall_s']:.1f} s, **RTF {rtf:.1f}x real time** ({verdict})", f">= {RTF_TARGET:g}x, never < {RTF_FLOOR:g}x"),
+         f"{g['wall_s']:.1f} s, **RTF {rtf:.1f}x real time** ({verdict})",
+         f">= {RTF_TARGET:g}x, never < {RTF_FLOOR:g}x"),
         *((f"Step `{k}`", f"{v:.1f} s ({v / g['wall_s']:.0%} of wall)", "") for k, v in g["steps"].items()),
         ("Overhead outside steps (wall - sum of steps)",
          f"{g['wall_s'] - steps_s:.1f} s: before run {g['before_run_s']:.1f} s (process start, imports, upload, "
-         f"run setup), in run between steps {g['in_run_outside_steps_s']:.1f} s, after run {g['after_run_s']:.1f} s", ""),
+         f"run setup), in run between steps {g['in_run_outside_steps_s']:.1f} s, "
+         f"after run {g['after_run_s']:.1f} s", ""),
         ("segments metadata `timings`", json.dumps(md["segments"].get("timings")), ""),
         ("transcripts metadata `real_time_factor`", f"{md['transcripts'].get('real_time_factor')}x "
          f"({md['transcripts'].get('seconds')} s incl. model load)", ""),
-        ("captions metadata", f"{md['captions'].get('frames')} frames, {md['captions'].get('frames_reused_as_near_duplicates')} "
-         f"reused as near-duplicates, {md['captions'].get('seconds_per_frame')} s/frame", ""),
+        ("captions metadata", f"{cap.get('frames')} frames, {cap.get('frames_reused_as_near_duplicates')} "
+         f"reused as near-duplicates, {cap.get('seconds_per_frame')} s/frame", ""),
         ("Reference", REFERENCE, ""),
         ("Captioner load (OcrVisualCaptioner, excluded below)", f"{c['load_s']:.2f} s", ""),
         *((label, f"{c[k]['s_per_frame']:.3f} s/frame ({c[k]['seconds']:.1f} s for {c['frames']} frames, "

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from video_assets.defs.common import GROUP, clock, digest, fail
-from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.common import clock, digest, fail, video_asset
 from video_assets.defs.resources import VideoStoreResource, WhisperResource
 from video_assets.media.audio import read_wav_16k
 from video_assets.media.contact_sheet import as_markdown_image, contact_sheet
@@ -33,9 +32,7 @@ class SegmentsConfig(dg.Config):
     frames_per_segment: int | None = None
 
 
-@dg.asset(
-    partitions_def=videos_partitions,
-    group_name=GROUP,
+@video_asset(
     kinds={"ffmpeg", "video"},
     pool="media",
     code_version="segments-1",
@@ -130,10 +127,8 @@ def segments(
 
 
 def build_transcripts(code_version: str) -> dg.AssetsDefinition:
-    @dg.asset(
+    @video_asset(
         name="transcripts",
-        partitions_def=videos_partitions,
-        group_name=GROUP,
         deps=[segments],
         kinds={"whisper"},
         pool="gpu",

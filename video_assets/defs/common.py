@@ -2,10 +2,18 @@
 
 import hashlib
 import json
+from typing import Any
 
 import dagster as dg
 
+from video_assets.defs.partitions import videos_partitions
+
 GROUP = "video"
+
+
+def video_asset(**kwargs: Any) -> Any:
+    """`dg.asset` for a per-video asset: partitioned by video, in the group the job runs."""
+    return dg.asset(partitions_def=videos_partitions, group_name=GROUP, **kwargs)
 
 
 def fail(context: dg.OpExecutionContext, error: Exception | str, **metadata: object) -> dg.Failure:

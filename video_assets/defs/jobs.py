@@ -1,6 +1,6 @@
 import dagster as dg
 
-from video_assets.defs.assets import GROUP
+from video_assets.defs.common import GROUP
 
 # Everything known about one video, in dependency order, in one run per partition.
 process_video_job = dg.define_asset_job(

@@ -13,8 +13,7 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
-from video_assets.defs.common import GROUP, clock, digest, excerpt, fail
-from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.common import clock, digest, excerpt, fail, video_asset
 from video_assets.defs.resources import (
     CaptionerResource,
     EmbedderResource,
@@ -51,10 +50,8 @@ class RecomputeConfig(dg.Config):
 
 
 def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefinition]:
-    @dg.asset(
+    @video_asset(
         name="captions",
-        partitions_def=videos_partitions,
-        group_name=GROUP,
         deps=["transcripts"],
         kinds={"pytorch", "ocr"},
         pool="gpu",
@@ -66,10 +63,8 @@ def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefiniti
     ) -> dg.MaterializeResult:
         return caption_video(context, store, captioner)
 
-    @dg.asset(
+    @video_asset(
         name="embeddings",
-        partitions_def=videos_partitions,
-        group_name=GROUP,
         deps=[captions],
         kinds={"qdrant", "sentence-transformers"},
         pool="vector_store",
@@ -86,10 +81,8 @@ def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefiniti
     ) -> dg.MaterializeResult:
         return embed_video(context, store, embedder, vectors, force=config.force)
 
-    @dg.asset(
+    @video_asset(
         name="description",
-        partitions_def=videos_partitions,
-        group_name=GROUP,
         deps=[embeddings],
         kinds={"openai", "qdrant"},
         pool="vector_store",
