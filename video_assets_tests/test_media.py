@@ -65,6 +65,7 @@ def test_62s_cut_by_stream_copy_with_tail_merged(media, tmp_path: Path) -> None:
 def test_47s_keeps_a_17s_tail_and_frames_land_on_their_times(media, tmp_path: Path) -> None:
     result = split(media.talk(47.0), tmp_path)
     assert [(s.start, s.end) for s in result.segments] == [(0.0, 30.0), (30.0, 47.0)]
+    assert result.frames_during_cut  # keyframes every 2 s: the cuts land on the plan
     first, second = result.segments
     assert [f.time for f in first.frames] == pytest.approx([0, 6, 12, 18, 24], abs=0.041)  # one frame at 25 fps
     assert [f.time for f in second.frames] == pytest.approx([30, 33.4, 36.8, 40.2, 43.6], abs=0.041)
@@ -72,6 +73,16 @@ def test_47s_keeps_a_17s_tail_and_frames_land_on_their_times(media, tmp_path: Pa
     assert _dominant(first.frames[-1].path) == "red"
     assert _dominant(second.frames[0].path) == "green"
     assert first.frames[0].path.name == "frame-0-0-0.00.jpg" and second.frames[1].path.name == "frame-1-1-33.40.jpg"
+
+
+def test_stream_copy_cut_at_the_next_keyframe_records_true_times(media, tmp_path: Path) -> None:
+    result = split(media.silent_pattern(47.0, name="gop_4s.mp4", keyframe_seconds=4.0), tmp_path)
+    assert result.method == "stream-copy"  # 2 s late is within tolerance: no re-encode
+    assert [t for s in result.segments for t in (s.start, s.end)] == [0.0, 32.0, 32.0, 47.0]
+    assert not result.frames_during_cut  # frames sampled again at the true segment times
+    assert [f.time for f in result.segments[0].frames] == pytest.approx([0, 6.4, 12.8, 19.2, 25.6], abs=0.041)
+    assert result.segments[1].frames[0].time == pytest.approx(32.0, abs=0.041)
+    assert len(list((tmp_path / "frames").glob("*.jpg"))) == 10
 
 
 def test_tiny_clip_is_one_segment(media, tmp_path: Path) -> None:

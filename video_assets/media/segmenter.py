@@ -9,7 +9,9 @@ keyframes forced at the planned boundaries.
 
 from __future__ import annotations
 
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,7 @@ class SplitResult:
     method: str  # "stream-copy" or "re-encode"
     planned: list[tuple[float, float]]
     timings: dict[str, float]
+    frames_during_cut: bool  # frames were sampled while ffmpeg cut (the cuts landed on the plan)
 
 
 def segment_file_name(index: int, start: float, end: float) -> str:
@@ -83,6 +86,32 @@ def split_video(
     timings: dict[str, float] = {}
 
     clock = time.perf_counter()
+    frames_dir = out_dir / FRAMES_DIR
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Frames for the planned boundaries decode on one core while ffmpeg cuts on the other: a
+        # stream copy lands exactly on them whenever the keyframe interval divides the segment length.
+        early = pool.submit(_sample_timed, info.path, planned, frames_per_segment, frames_dir)
+        method, cuts = _cut_segments(info, out_dir, planned, segment_length, audio_path)
+        timings["cut_seconds"] = time.perf_counter() - clock
+        frames, timings["frames_seconds"] = early.result()
+
+    segments = _name_segments(out_dir, cuts)
+    bounds = [(seg.start, seg.end) for seg in segments]
+    on_plan = _same_bounds(bounds, planned, tolerance=0.5 / info.fps if info.fps else 0.02)
+    if not on_plan:  # the cuts moved to later keyframes: sample again at the true segment times
+        shutil.rmtree(frames_dir)
+        frames, timings["frames_seconds"] = _sample_timed(info.path, bounds, frames_per_segment, frames_dir)
+    segments = [
+        Segment(s.index, s.start, s.end, s.path, frames[i * frames_per_segment : (i + 1) * frames_per_segment])
+        for i, s in enumerate(segments)
+    ]
+    return SplitResult(segments, audio_path if _has(audio_path) else None, method, planned, timings, on_plan)
+
+
+def _cut_segments(
+    info: MediaInfo, out_dir: Path, planned: list[tuple[float, float]], segment_length: float, audio_path: Path | None
+) -> tuple[str, list[tuple[float, float, Path]]]:
+    """Stream copy when the resulting cuts stay near the plan, else one re-encode with forced keyframes."""
     method, audio_done = "stream-copy", False
     try:
         _cut(info, out_dir, planned, reencode=False, audio_path=audio_path)
@@ -99,20 +128,20 @@ def split_video(
         _cut(info, out_dir, planned, reencode=True, audio_path=None if audio_done else audio_path)
         cuts = _measured_cuts(out_dir, info)
         _check_complete(info, cuts)
-    timings["cut_seconds"] = time.perf_counter() - clock
+    return method, cuts
 
+
+def _sample_timed(
+    source: str, bounds: list[tuple[float, float]], per_segment: int, frames_dir: Path
+) -> tuple[list[SampledFrame], float]:
     clock = time.perf_counter()
-    segments = _name_segments(out_dir, cuts)
-    targets = [t for seg in segments for t in frame_times(seg.start, seg.end, frames_per_segment)]
-    prefixes = [f"frame-{seg.index}-{k}" for seg in segments for k in range(frames_per_segment)]
-    frames = sample_frames(info.path, targets, out_dir / FRAMES_DIR, prefixes)
-    per_segment = len(targets) // len(segments)
-    segments = [
-        Segment(s.index, s.start, s.end, s.path, frames[i * per_segment : (i + 1) * per_segment])
-        for i, s in enumerate(segments)
-    ]
-    timings["frames_seconds"] = time.perf_counter() - clock
-    return SplitResult(segments, audio_path if _has(audio_path) else None, method, planned, timings)
+    targets = [t for start, end in bounds for t in frame_times(start, end, per_segment)]
+    prefixes = [f"frame-{i}-{k}" for i in range(len(bounds)) for k in range(per_segment)]
+    return sample_frames(source, targets, frames_dir, prefixes), time.perf_counter() - clock
+
+
+def _same_bounds(a: list[tuple[float, float]], b: list[tuple[float, float]], tolerance: float) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= tolerance for pa, pb in zip(a, b) for x, y in zip(pa, pb))
 
 
 def _cut(
