@@ -149,3 +149,21 @@ def test_new_caption_model_reruns_captions_and_only_what_changed(
     captions = instance.get_latest_materialization_event(dg.AssetKey("captions")).asset_materialization.metadata
     assert captions["captions_are"].value == "vision-language-model" and captions["model"].value == str(model)
     assert materializations("segments") == materializations("transcripts") == 1  # nothing upstream reran
+
+
+def test_rerunning_segments_keeps_what_later_assets_stored(media, data_home: Path, instance) -> None:
+    """Same bytes, same segments, same data version: Dagster keeps everything downstream synced,
+    so their stored results must survive the rebuild of the segments folder."""
+    key = add_upload(media.talk(47.0), data_home, instance)
+    defs = build_definitions(Settings.from_env())
+    assert materialize(defs, ALL, key, instance).success
+    layout = DataLayout(data_home)
+    before = json.loads(layout.segments_metadata(key).read_text())
+
+    assert materialize(defs, ["segments"], key, instance).success
+    after = json.loads(layout.segments_metadata(key).read_text())
+    assert after["segments_info"] == before["segments_info"] and after["document_data"] == before["document_data"]
+    assert layout.transcripts_file(key).exists() and (layout.video_dir(key) / "captions.json").exists()
+    resolver = get_stale_status_resolver(instance, list(defs.assets))
+    assert {resolver.get_status(dg.AssetKey(name), key) for name in ALL} == {StaleStatus.FRESH}
+    assert not list((data_home / "staging").glob("*"))  # no staging folder left behind

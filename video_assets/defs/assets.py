@@ -18,9 +18,16 @@ from video_assets.media.errors import MediaError
 from video_assets.media.probe import probe
 from video_assets.media.segmenter import AUDIO_FILE, FRAMES_DIR, SplitResult, split_video
 from video_assets.models.whisper import assign_words, join_words, words_as_dicts
+from video_assets.settings import Settings
 from video_assets.store.atomic import atomic_write_json, replace_directory
-from video_assets.store.documents import load_document, new_document, segment_bounds, set_segment_field
-from video_assets.store.layout import SEGMENTS_METADATA
+from video_assets.store.documents import (
+    carry_forward,
+    load_document,
+    new_document,
+    segment_bounds,
+    set_segment_field,
+)
+from video_assets.store.layout import SEGMENTS_METADATA, DataLayout
 from video_assets.store.registry import VideoRecord
 
 
@@ -55,6 +62,23 @@ def segments(
     staging = layout.staging / f"{key}.{context.run_id[:8]}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        return _split_into_place(context, config, settings, layout, record, source, staging, started)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone on success (swapped in) and on any failure
+
+
+def _split_into_place(
+    context: dg.AssetExecutionContext,
+    config: SegmentsConfig,
+    settings: Settings,
+    layout: DataLayout,
+    record: VideoRecord,
+    source: Path,
+    staging: Path,
+    started: float,
+) -> dg.MaterializeResult:
+    key = context.partition_key
+    try:
         info = probe(source)
         split = split_video(
             info,
@@ -66,7 +90,6 @@ def segments(
             frames_per_segment=config.frames_per_segment or settings.frames_per_segment,
         )
     except MediaError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
         raise fail(context, exc, file=exc.path, cause=exc.cause) from exc
 
     final_dir = layout.video_dir(key)
@@ -85,8 +108,11 @@ def segments(
             "audio_path": str(final_dir / AUDIO_FILE) if split.audio_path else None,
         },
     )
+    kept = carry_forward(final_dir, staging, document)
     atomic_write_json(staging / SEGMENTS_METADATA, document)
     replace_directory(staging, final_dir)  # a failed run never replaced what an earlier run stored
+    if kept:
+        context.log.info(f"{key}: same segments as before; kept {', '.join(kept)}")
 
     durations = [round(row["end"] - row["start"], 3) for row in segment_rows]
     timings = {

@@ -23,11 +23,8 @@ from video_assets.defs.resources import (
 )
 from video_assets.store.atomic import atomic_write_json, read_json
 from video_assets.store.documents import load_document, set_description, set_segment_field
-from video_assets.store.layout import split_partition_key
+from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE, split_partition_key
 
-CAPTIONS_FILE = "captions.json"
-EMBEDDINGS_FILE = "embeddings.json"
-DESCRIPTION_FILE = "description.json"
 SEGMENT_KIND = "segment"
 DESCRIPTION_KIND = "description"
 

@@ -6,11 +6,13 @@ and the description, each with an atomic rewrite.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from video_assets.store.atomic import atomic_write_json, read_json
+from video_assets.store.layout import DOWNSTREAM_FILES, SEGMENTS_METADATA
 
 
 def new_document(
@@ -49,6 +51,31 @@ def new_document(
         },
         **extra,
     }
+
+
+def carry_forward(old_dir: Path, staging: Path, document: dict[str, Any]) -> list[str]:
+    """Keep later assets' results when a rerun of segments produced the very same segments.
+
+    Same boundaries mean the same data version, so Dagster keeps transcripts, captions and the rest
+    synced; their files and their fields in the document must then survive the rebuild. Different
+    boundaries leave them behind: Dagster marks those assets unsynced and they are rebuilt.
+    """
+    old_path = old_dir / SEGMENTS_METADATA
+    if not old_path.exists():
+        return []
+    old = read_json(old_path)
+    if segment_bounds(old) != segment_bounds(document):
+        return []
+    for key, info in document["segments_info"].items():
+        info["transcript"] = old["segments_info"][key].get("transcript", "")
+        info["caption"] = old["segments_info"][key].get("caption", "")
+    document["document_data"]["description"] = old["document_data"].get("description", "")
+    kept = []
+    for name in DOWNSTREAM_FILES:
+        if (old_dir / name).exists():
+            shutil.copy2(old_dir / name, staging / name)
+            kept.append(name)
+    return kept
 
 
 def load_document(path: Path) -> dict[str, Any]:

@@ -13,6 +13,11 @@ HASH_CHARS = 16
 
 SEGMENTS_METADATA = "segments_metadata.json"
 TRANSCRIPTS_FILE = "transcripts.json"
+CAPTIONS_FILE = "captions.json"
+EMBEDDINGS_FILE = "embeddings.json"
+DESCRIPTION_FILE = "description.json"
+# What the assets after segments store beside the document.
+DOWNSTREAM_FILES = (TRANSCRIPTS_FILE, CAPTIONS_FILE, EMBEDDINGS_FILE, DESCRIPTION_FILE)
 
 
 def check_workspace(workspace: str) -> str:
