@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    return _ingest_and_report(args, settings)[0]
+
+
+def _ingest_and_report(args: argparse.Namespace, settings: Settings) -> tuple[int, list]:
     from video_assets.defs.runner import dagster_instance, ingest_files
 
     workspace = args.workspace or settings.workspace
@@ -61,7 +65,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     failed = [o for o in outcomes if not o.ok]
     if failed and not args.json:
         print(f"{len(failed)} of {len(outcomes)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return (1 if failed else 0), outcomes
 
 
 def _outcome_line(outcome, settings: Settings) -> str:  # noqa: ANN001
@@ -215,12 +219,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if not sample.exists():
         print(f"making a {sum(s.duration for s in DEMO_SCENES):.0f} s sample talk with speech: {sample}")
         make_video(sample, DEMO_SCENES, size=(640, 360))
-    code = _ingest(argparse.Namespace(paths=[sample], workspace=args.workspace, json=False), settings)
+    request = argparse.Namespace(paths=[sample], workspace=args.workspace, json=False)
+    code, (outcome,) = _ingest_and_report(request, settings)
     if code:
         return code
-    from video_assets.store.layout import content_hash, partition_key
-
-    key = partition_key(args.workspace or settings.workspace, content_hash(sample))
+    key = outcome.partition_key
     summary = _video_summary(settings, key)
     print(f"\n{key}: {summary['segment_count']} segments, {summary['duration']:.1f} s")
     for seg in summary["segments"]:
