@@ -16,7 +16,7 @@ from video_assets.media.errors import MediaError
 from video_assets.settings import Settings
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import SourceFile, VideoRegistry, identify
-from video_assets.store.uploads import open_bucket
+from video_assets.store.uploads import UploadBucket, open_bucket
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
@@ -45,7 +45,7 @@ def dagster_instance() -> dg.DagsterInstance:
 
 
 def ingest_files(
-    paths: list[Path], *, workspace: str, settings: Settings, instance: dg.DagsterInstance, name_prefix: str = ""
+    paths: list[Path], *, workspace: str, settings: Settings, instance: dg.DagsterInstance
 ) -> list[IngestOutcome]:
     """Put each file into the upload bucket, add its partition and materialize its assets."""
     from video_assets.definitions import process_video
@@ -57,20 +57,21 @@ def ingest_files(
     registry = VideoRegistry(DataLayout(settings.home_dir))
     outcomes = []
     for path in paths:
-        outcome = _ingest_one(path, workspace, bucket, registry, instance, name_prefix)
+        outcome = _ingest_one(Path(path), workspace, bucket, registry, instance)
         if outcome.status == "queued":
             outcome = _run(outcome, instance, dg.reconstructable(process_video))
         outcomes.append(outcome)
     return outcomes
 
 
-def _ingest_one(path, workspace, bucket, registry, instance, name_prefix) -> IngestOutcome:  # noqa: ANN001
-    path = Path(path)
+def _ingest_one(
+    path: Path, workspace: str, bucket: UploadBucket, registry: VideoRegistry, instance: dg.DagsterInstance
+) -> IngestOutcome:
     if not path.is_file():
         return IngestOutcome(str(path), "failed", message=f"{path}: no such file")
     try:
         _, sha, key = identify(path, workspace)  # what is not a video never enters the bucket
-        obj = bucket.put(path, workspace, _bucket_name(bucket, workspace, name_prefix + path.name, key))
+        obj = bucket.put(path, workspace, _bucket_name(bucket, workspace, path.name, key))
         record, _ = registry.record(key, sha, SourceFile(obj.uri, obj.name, obj.size, obj.mtime))
     except MediaError as exc:
         return IngestOutcome(str(path), "failed", message=str(exc))
@@ -82,7 +83,7 @@ def _ingest_one(path, workspace, bucket, registry, instance, name_prefix) -> Ing
     return IngestOutcome(str(path), "queued", key)
 
 
-def _bucket_name(bucket, workspace: str, name: str, key: str) -> str:  # noqa: ANN001
+def _bucket_name(bucket: UploadBucket, workspace: str, name: str, key: str) -> str:
     """Keep the uploaded name unless another file already holds it; then add the content id."""
     target = Path(bucket.location) / workspace / name
     if target.exists():
