@@ -22,7 +22,7 @@ from video_assets.defs.resources import (
     VideoStoreResource,
 )
 from video_assets.store.atomic import atomic_write_json, read_json
-from video_assets.store.documents import load_document, set_description, set_segment_field
+from video_assets.store.documents import load_document, segment_list, set_description, set_segment_field
 from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE, split_partition_key
 
 SEGMENT_KIND = "segment"
@@ -107,7 +107,7 @@ def caption_video(
     layout = store.layout()
     document_path = layout.segments_metadata(key)
     document = load_document(document_path)
-    segments = _segments(document)
+    segments = segment_list(document)
     started = time.perf_counter()
     captioner = captioner_resource.load()
     results = []
@@ -166,7 +166,7 @@ def embed_video(
     workspace, _ = split_partition_key(key)
     layout = store.layout()
     document = load_document(layout.segments_metadata(key))
-    segments = _segments(document)
+    segments = segment_list(document)
     texts = [segment_text(seg["caption"], seg["transcript"]) for seg in segments]
     started = time.perf_counter()
     embedder = embedder_resource.load()
@@ -229,7 +229,7 @@ def describe_video(
     layout = store.layout()
     document_path = layout.segments_metadata(key)
     document = load_document(document_path)
-    segments = _segments(document)
+    segments = segment_list(document)
     # A language model reads the timeline; the offline extractive summary picks from what was said
     # (or, for a silent video, from what was shown).
     if summarizer.endpoint():
@@ -304,22 +304,6 @@ def describe_video(
         },
         data_version=dg.DataVersion(digest(summary_text)),
     )
-
-
-def _segments(document: dict) -> list[dict]:
-    info = document["segments_info"]
-    return [
-        {
-            "index": int(k),
-            "start": info[k]["start_time"],
-            "end": info[k]["end_time"],
-            "frame_times": info[k]["frame_times"],
-            "frame_paths": info[k]["frame_paths"],
-            "transcript": info[k].get("transcript", ""),
-            "caption": info[k].get("caption", ""),
-        }
-        for k in sorted(info, key=int)
-    ]
 
 
 def _timed_text(seg: dict) -> str:

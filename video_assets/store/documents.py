@@ -84,9 +84,25 @@ def load_document(path: Path) -> dict[str, Any]:
     return read_json(path)
 
 
-def segment_bounds(document: Mapping[str, Any]) -> list[tuple[float, float]]:
+def segment_list(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The segments in order, with the fields the later assets read."""
     info = document["segments_info"]
-    return [(info[k]["start_time"], info[k]["end_time"]) for k in sorted(info, key=int)]
+    return [
+        {
+            "index": int(k),
+            "start": info[k]["start_time"],
+            "end": info[k]["end_time"],
+            "frame_times": info[k]["frame_times"],
+            "frame_paths": info[k]["frame_paths"],
+            "transcript": info[k].get("transcript", ""),
+            "caption": info[k].get("caption", ""),
+        }
+        for k in sorted(info, key=int)
+    ]
+
+
+def segment_bounds(document: Mapping[str, Any]) -> list[tuple[float, float]]:
+    return [(seg["start"], seg["end"]) for seg in segment_list(document)]
 
 
 def set_segment_field(path: Path, field: str, values: list[str]) -> None:
