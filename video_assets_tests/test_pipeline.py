@@ -23,7 +23,7 @@ RESOURCES = defs.resources
 def add_upload(video: Path, home: Path, instance: dg.DagsterInstance, name: str = "talk.mp4") -> str:
     bucket = LocalFolderBucket(home / "uploads")
     obj = bucket.put(video, "team-a", name)
-    key = register_upload(VideoRegistry(DataLayout(home)), bucket, obj).record.partition_key
+    key = register_upload(VideoRegistry(DataLayout(home)), bucket, obj).partition_key
     instance.add_dynamic_partitions(videos_partitions.name, [key])
     return key
 

@@ -72,7 +72,7 @@ def _ingest_one(
     try:
         _, sha, key = identify(path, workspace)  # what is not a video never enters the bucket
         obj = bucket.put(path, workspace, _bucket_name(bucket, workspace, path.name, key))
-        record, _ = registry.record(key, sha, SourceFile(obj.uri, obj.name, obj.size, obj.mtime))
+        record = registry.record(key, sha, SourceFile(obj.uri, obj.name, obj.size, obj.mtime))
     except MediaError as exc:
         return IngestOutcome(str(path), "failed", message=str(exc))
     except (OSError, ValueError) as exc:

@@ -40,11 +40,11 @@ def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource
     for obj in ready:
         state.handled[obj.uri] = [obj.size, obj.mtime]
         try:
-            registration = register_upload(registry, bucket, obj)
+            record = register_upload(registry, bucket, obj)
         except (MediaError, ValueError) as exc:
             _report(context, logging.WARNING, f"skipping {obj.uri}: {getattr(exc, 'cause', exc)}")
             continue
-        key = registration.record.partition_key
+        key = record.partition_key
         if key in new_keys or context.instance.has_dynamic_partition(videos_partitions.name, key):
             _report(context, logging.INFO, f"{obj.name}: same bytes as video {key}, already known; name recorded")
             continue

@@ -53,14 +53,6 @@ class DataLayout:
     home: Path
 
     @property
-    def uploads(self) -> Path:
-        return self.home / "uploads"
-
-    @property
-    def vectors(self) -> Path:
-        return self.home / "vectors"
-
-    @property
     def staging(self) -> Path:
         return self.home / "staging"
 

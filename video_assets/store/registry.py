@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from video_assets.store.atomic import atomic_write_json, read_json
-from video_assets.store.layout import DataLayout, split_partition_key
+from video_assets.store.layout import DataLayout
 
 if TYPE_CHECKING:
     from video_assets.media.probe import MediaInfo
@@ -33,10 +33,6 @@ class VideoRecord:
     sources: list[SourceFile]
 
     @property
-    def workspace(self) -> str:
-        return split_partition_key(self.partition_key)[0]
-
-    @property
     def names(self) -> list[str]:
         return [s.name for s in self.sources]
 
@@ -52,8 +48,8 @@ class VideoRegistry:
         data = read_json(path)
         return VideoRecord(data["partition_key"], data["sha256"], [SourceFile(**s) for s in data["sources"]])
 
-    def record(self, key: str, sha256: str, source: SourceFile) -> tuple[VideoRecord, bool]:
-        """Add `source` as a name of video `key`; returns the record and whether the video is new."""
+    def record(self, key: str, sha256: str, source: SourceFile) -> VideoRecord:
+        """Add `source` as a name of video `key`; returns the updated record."""
         path = self.layout.registry_file(key)
         with _locked(path):
             existing = self.get(key)
@@ -68,10 +64,7 @@ class VideoRegistry:
                     "updated": time.time(),
                 },
             )
-        return VideoRecord(key, sha256, sources), existing is None
-
-    def forget(self, key: str) -> None:
-        self.layout.registry_file(key).unlink(missing_ok=True)
+        return VideoRecord(key, sha256, sources)
 
     def partition_keys(self) -> list[str]:
         return [f"{p.parent.name}--{p.stem}" for p in self.layout.registry_files()]
@@ -89,21 +82,13 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-@dataclass(frozen=True)
-class Registration:
-    record: VideoRecord
-    is_new_video: bool
-    info: MediaInfo
-
-
-def register_upload(registry: VideoRegistry, bucket: UploadBucket, obj: UploadedObject) -> Registration:
+def register_upload(registry: VideoRegistry, bucket: UploadBucket, obj: UploadedObject) -> VideoRecord:
     """Probe an uploaded object, hash its bytes and record it under its partition key.
 
     Raises MediaError (naming the file and the cause) for anything that is not a readable video.
     """
-    info, sha, key = identify(bucket.local_path(obj.uri), obj.workspace)
-    record, is_new = registry.record(key, sha, SourceFile(obj.uri, obj.name, obj.size, obj.mtime))
-    return Registration(record, is_new, info)
+    _, sha, key = identify(bucket.local_path(obj.uri), obj.workspace)
+    return registry.record(key, sha, SourceFile(obj.uri, obj.name, obj.size, obj.mtime))
 
 
 def identify(path: Path, workspace: str) -> tuple[MediaInfo, str, str]:
