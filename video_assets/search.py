@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from video_assets.models.embedder import load_embedder
 from video_assets.settings import Settings
 from video_assets.store.layout import check_workspace
-from video_assets.store.vector_access import vector_index
+from video_assets.store.vector_access import configured_vector_index
 from video_assets.store.vector_index import SearchHit
 
 
@@ -22,12 +20,7 @@ def search(query: str, *, workspace: str, limit: int = 10, settings: Settings | 
     embedder = load_embedder(settings.embedding_model)
     dense = embedder.embed([query])[0].tolist()
     sparse = embedder.sparse([query])[0]
-    with vector_index(
-        url=settings.qdrant_url or None,
-        path=settings.vectors_path,
-        collection=settings.qdrant_collection,
-        api_key=os.environ.get("QDRANT_API_KEY") or None,
-    ) as index:
+    with configured_vector_index(settings) as index:
         return index.hybrid_search(dense, sparse, workspace=workspace, limit=limit)
 
 

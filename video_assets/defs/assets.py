@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from video_assets.defs.common import clock, digest, fail, video_asset
+from video_assets.defs.common import digest, fail, timed_excerpt, video_asset
 from video_assets.defs.resources import VideoStoreResource, WhisperResource
 from video_assets.media.audio import read_wav_16k
 from video_assets.media.contact_sheet import as_markdown_image, contact_sheet
@@ -22,7 +22,6 @@ from video_assets.settings import Settings
 from video_assets.store.atomic import atomic_write_json, replace_directory
 from video_assets.store.documents import (
     carry_forward,
-    load_document,
     new_document,
     segment_bounds,
     set_segment_field,
@@ -174,8 +173,7 @@ def transcribe_video(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     layout = store.layout()
-    document_path = layout.segments_metadata(key)
-    document = load_document(document_path)
+    document_path, document = store.document(key)
     bounds = segment_bounds(document)
     started = time.perf_counter()
     audio_path = layout.video_dir(key) / AUDIO_FILE
@@ -214,7 +212,7 @@ def transcribe_video(
         "word_count": word_count,
         "language": language or "none",
         "segments_with_speech": sum(1 for t in texts if t),
-        "excerpt": dg.MetadataValue.md(_transcript_excerpt(bounds, texts)),
+        "excerpt": dg.MetadataValue.md(timed_excerpt(bounds, texts, empty="_no speech_")),
         "seconds": round(elapsed, 3),
         "real_time_factor": round(duration / elapsed, 1) if elapsed > 0 and runtime else 0.0,
     }
@@ -262,8 +260,3 @@ def _segments_table(rows: list[dict]) -> str:
         for r in rows
     ]
     return "\n".join(lines)
-
-
-def _transcript_excerpt(bounds: list[tuple[float, float]], texts: list[str], limit: int = 12) -> str:
-    lines = [f"- **{clock(s)}–{clock(e)}** {t}" for (s, e), t in list(zip(bounds, texts))[:limit] if t]
-    return "\n".join(lines) or "_no speech_"

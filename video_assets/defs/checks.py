@@ -5,7 +5,7 @@ import dagster as dg
 from video_assets.defs.partitions import videos_partitions
 from video_assets.defs.resources import VectorStoreResource, VideoStoreResource
 from video_assets.store.atomic import read_json
-from video_assets.store.documents import load_document, segment_bounds
+from video_assets.store.documents import segment_bounds
 
 COVERAGE_TOLERANCE_SECONDS = 1.0
 
@@ -17,7 +17,7 @@ COVERAGE_TOLERANCE_SECONDS = 1.0
     description="Segments cover the video within 1 s, without gaps.",
 )
 def segments_cover_duration(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
-    document = load_document(store.layout().segments_metadata(context.partition_key))
+    document = store.document(context.partition_key)[1]
     bounds = segment_bounds(document)
     gaps = [round(b[0] - a[1], 3) for a, b in zip(bounds, bounds[1:]) if abs(b[0] - a[1]) > 0.01]
     uncovered = (
@@ -35,7 +35,7 @@ def segments_cover_duration(context: dg.AssetCheckExecutionContext, store: Video
 def frames_exist(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
     from pathlib import Path
 
-    document = load_document(store.layout().segments_metadata(context.partition_key))
+    document = store.document(context.partition_key)[1]
     missing = [
         index
         for index, info in document["segments_info"].items()
@@ -49,7 +49,7 @@ def frames_exist(context: dg.AssetCheckExecutionContext, store: VideoStoreResour
 )
 def transcript_present(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
     layout = store.layout()
-    document = load_document(layout.segments_metadata(context.partition_key))
+    _, document = store.document(context.partition_key)
     has_audio = bool(document.get("audio_path"))
     words = sum(len(s["words"]) for s in read_json(layout.transcripts_file(context.partition_key))["segments"])
     return dg.AssetCheckResult(
@@ -67,7 +67,7 @@ def one_point_per_segment(
 ) -> dg.AssetCheckResult:
     from video_assets.defs.search_assets import SEGMENT_KIND
 
-    expected = load_document(store.layout().segments_metadata(context.partition_key))["segment_count"]
+    expected = store.document(context.partition_key)[1]["segment_count"]
     with vectors.open() as index:
         stored = index.count(partition_key=context.partition_key, kind=SEGMENT_KIND)
     return dg.AssetCheckResult(passed=stored == expected, metadata={"segments": expected, "points": stored})
@@ -75,7 +75,7 @@ def one_point_per_segment(
 
 @dg.asset_check(asset="description", partitions_def=videos_partitions, description="The description is not empty.")
 def description_non_empty(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
-    text = load_document(store.layout().segments_metadata(context.partition_key))["document_data"]["description"]
+    text = store.document(context.partition_key)[1]["document_data"]["description"]
     return dg.AssetCheckResult(passed=bool(text.strip()), metadata={"characters": len(text)})
 
 

@@ -34,5 +34,10 @@ def digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def excerpt(lines: list[str], limit: int = 12) -> str:
-    return "\n".join(lines[:limit]) + (f"\n- … {len(lines) - limit} more" if len(lines) > limit else "")
+def timed_excerpt(bounds: list[tuple[float, float]], texts: list[str], *, empty: str, limit: int = 12) -> str:
+    """Markdown lines `start–end text` for the segments that have text, for an asset's metadata."""
+    lines = [f"- **{clock(start)}–{clock(end)}** {text}" for (start, end), text in zip(bounds, texts) if text]
+    if not lines:
+        return empty
+    more = f"\n- … {len(lines) - limit} more" if len(lines) > limit else ""
+    return "\n".join(lines[:limit]) + more

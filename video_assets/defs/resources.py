@@ -15,6 +15,7 @@ import numpy as np
 
 from video_assets.models import whisper
 from video_assets.settings import Settings
+from video_assets.store.documents import load_document
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import VideoRegistry
 from video_assets.store.uploads import UploadBucket, open_bucket
@@ -37,6 +38,11 @@ class VideoStoreResource(dg.ConfigurableResource):
 
     def layout(self) -> DataLayout:
         return DataLayout(self.settings().home_dir)
+
+    def document(self, key: str) -> tuple[Path, dict]:
+        """`segments_metadata.json` of a video: its path (for updates) and its content."""
+        path = self.layout().segments_metadata(key)
+        return path, load_document(path)
 
     def registry(self) -> VideoRegistry:
         return VideoRegistry(self.layout())
@@ -130,14 +136,13 @@ class VectorStoreResource(dg.ConfigurableResource):
 
     @contextmanager
     def open(self) -> Iterator["VectorIndex"]:
-        from video_assets.store.vector_access import vector_index
+        from video_assets.store.vector_access import configured_vector_index
 
-        settings = Settings.from_env()
-        with vector_index(
-            url=self.url or settings.qdrant_url or None,
-            path=Path(self.path) if self.path else settings.vectors_path,
-            collection=self.collection or settings.qdrant_collection,
-            api_key=os.environ.get("QDRANT_API_KEY") or None,
+        with configured_vector_index(
+            Settings.from_env(),
+            url=self.url,
+            path=self.path,
+            collection=self.collection,
             lock_wait_seconds=self.lock_wait_seconds,
         ) as index:
             yield index

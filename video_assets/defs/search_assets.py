@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
-from video_assets.defs.common import clock, digest, excerpt, fail, video_asset
+from video_assets.defs.common import clock, digest, fail, timed_excerpt, video_asset
 from video_assets.defs.resources import (
     CaptionerResource,
     EmbedderResource,
@@ -22,7 +22,7 @@ from video_assets.defs.resources import (
     VideoStoreResource,
 )
 from video_assets.store.atomic import atomic_write_json, read_json
-from video_assets.store.documents import load_document, segment_list, set_description, set_segment_field
+from video_assets.store.documents import segment_list, set_description, set_segment_field
 from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE, split_partition_key
 
 SEGMENT_KIND = "segment"
@@ -105,8 +105,7 @@ def caption_video(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     layout = store.layout()
-    document_path = layout.segments_metadata(key)
-    document = load_document(document_path)
+    document_path, document = store.document(key)
     segments = segment_list(document)
     started = time.perf_counter()
     captioner = captioner_resource.load()
@@ -135,7 +134,6 @@ def caption_video(
         },
     )
     set_segment_field(document_path, "caption", texts)
-    lines = [f"- **{clock(seg['start'])}–{clock(seg['end'])}** {text}" for seg, text in zip(segments, texts)]
     return dg.MaterializeResult(
         metadata={
             "model": captioner.name,
@@ -145,7 +143,9 @@ def caption_video(
             "frames_reused_as_near_duplicates": reused,
             "seconds": round(elapsed, 3),
             "seconds_per_frame": round(elapsed / frame_count, 4) if frame_count else 0.0,
-            "excerpt": dg.MetadataValue.md(excerpt(lines)),
+            "excerpt": dg.MetadataValue.md(
+                timed_excerpt([(seg["start"], seg["end"]) for seg in segments], texts, empty="_no captions_")
+            ),
         },
         data_version=dg.DataVersion(digest(texts)),
     )
@@ -165,7 +165,7 @@ def embed_video(
     key = context.partition_key
     workspace, _ = split_partition_key(key)
     layout = store.layout()
-    document = load_document(layout.segments_metadata(key))
+    _, document = store.document(key)
     segments = segment_list(document)
     texts = [segment_text(seg["caption"], seg["transcript"]) for seg in segments]
     started = time.perf_counter()
@@ -227,8 +227,7 @@ def describe_video(
     key = context.partition_key
     workspace, _ = split_partition_key(key)
     layout = store.layout()
-    document_path = layout.segments_metadata(key)
-    document = load_document(document_path)
+    document_path, document = store.document(key)
     segments = segment_list(document)
     # A language model reads the timeline; the offline extractive summary picks from what was said
     # (or, for a silent video, from what was shown).

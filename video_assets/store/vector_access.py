@@ -6,12 +6,35 @@ per use and closed after, and a folder held by another process is waited for. A 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from video_assets.settings import Settings
 from video_assets.store.vector_index import VectorIndex, open_index
+
+
+def configured_vector_index(
+    settings: Settings,
+    *,
+    url: str = "",
+    path: str = "",
+    collection: str = "",
+    lock_wait_seconds: float = 120.0,
+) -> AbstractContextManager[VectorIndex]:
+    """The index the settings name (QDRANT_URL or <home>/vectors), each argument overriding them.
+
+    QDRANT_API_KEY is read from the environment only, so it never lands in config or metadata.
+    """
+    return vector_index(
+        url=url or settings.qdrant_url or None,
+        path=Path(path) if path else settings.vectors_path,
+        collection=collection or settings.qdrant_collection,
+        api_key=os.environ.get("QDRANT_API_KEY") or None,
+        lock_wait_seconds=lock_wait_seconds,
+    )
 
 
 @contextmanager
