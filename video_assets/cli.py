@@ -31,7 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--workspace", "-w", default=None)
     search.add_argument("--limit", "-n", type=int, default=10)
     search.add_argument(
-        "--json", action="store_true", help="a JSON list of {file, partition, segment, start, end, score, text}"
+        "--min-score",
+        type=float,
+        default=None,
+        help="dense cosine under which a hit is no answer (default VIDEO_SEARCH_MIN_SCORE, else the model's "
+        "calibrated floor)",
+    )
+    search.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON list of {file, partition, segment, start, end, score, keyword_match, language, text}",
+    )
+
+    commands.add_parser(
+        "reindex",
+        help="rebuild the search index from the stored transcripts, captions and descriptions "
+        "(after changing the embedding model; safe to run again)",
     )
 
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
@@ -43,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"video-assets: {exc}", file=sys.stderr)
         return 2
-    handler = {"ingest": _ingest, "status": _status, "search": _search, "demo": _demo}[args.command]
+    handler = {"ingest": _ingest, "status": _status, "search": _search, "reindex": _reindex, "demo": _demo}[
+        args.command
+    ]
     return handler(args, settings)
 
 
@@ -103,22 +120,50 @@ def _video_summary(settings: Settings, key: str) -> dict:
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     from video_assets.defs.common import clock
     from video_assets.search import hit_as_json, search
+    from video_assets.store.vector_index import VectorIndexError
 
+    workspace = args.workspace or settings.workspace
     try:
-        hits = search(args.query, workspace=args.workspace or settings.workspace, limit=args.limit, settings=settings)
-    except ValueError as exc:
+        hits = search(args.query, workspace=workspace, limit=args.limit, min_score=args.min_score, settings=settings)
+    except ValueError as exc:  # an empty query, a bad workspace or limit: the message names it
         print(f"video-assets search: {exc}", file=sys.stderr)
         return 2
+    except VectorIndexError as exc:
+        print(f"video-assets search: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps([hit_as_json(h) for h in hits], indent=2, ensure_ascii=False))
         return 0
     if not hits:
-        print("no results")
+        print(f"nothing in workspace {workspace!r} matches {args.query!r}")
     for rank, hit in enumerate(hits, 1):
         where = "whole video" if hit.segment is None else f"{clock(hit.start)}-{clock(hit.end)} (segment {hit.segment})"
-        print(f"{rank:2d}. {hit.file}  {where}  score {hit.score:.3f}  [{hit.partition}]")
+        why = "meaning + words" if hit.keyword_match else "meaning"
+        print(f"{rank:2d}. {hit.file}  {where}  cosine {hit.score:.3f} ({why})  [{hit.partition}]")
         print(f"    {_shorten(hit.text, 160)}")
     return 0
+
+
+def _reindex(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from video_assets.indexing import reindex
+    from video_assets.models.embedder import load_embedder
+    from video_assets.store.layout import DataLayout
+    from video_assets.store.vector_access import configured_vector_index
+
+    started = time.perf_counter()
+    embedder = load_embedder(settings.embedding_model)
+    with configured_vector_index(settings) as index:
+        report = reindex(DataLayout(settings.home_dir), index, embedder)
+    print(
+        f"re-indexed {report.videos} video(s) from {settings.home_dir} with {embedder.name}: "
+        f"{report.segment_points} segment and {report.description_points} description points "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    for skipped in report.skipped:
+        print(f"skipped {skipped}", file=sys.stderr)
+    return 1 if report.skipped else 0
 
 
 def _shorten(text: str, width: int) -> str:
@@ -129,7 +174,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     from video_assets.defs.runner import dagster_instance, video_states
     from video_assets.models.whisper import pick_device, resolve_model_path
 
-    whisper_path = resolve_model_path(settings.whisper_model)
+    whisper_path = resolve_model_path(settings.whisper_model, settings.model_cache_dir)
     device, compute_type = pick_device(settings.whisper_device, settings.whisper_compute_type)
     instance = dagster_instance()
     report = {
@@ -234,7 +279,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"\ndescription: {summary['description'] or '(none)'}")
     query = "lava and rocks from a mountain"
     print(f'\nvideo-assets search "{query}":')
-    _search(argparse.Namespace(query=query, workspace=args.workspace, limit=3, json=False), settings)
+    _search(argparse.Namespace(query=query, workspace=args.workspace, limit=3, min_score=None, json=False), settings)
     print(f"\nSee the run in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} make ui")
     return 0
 

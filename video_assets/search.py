@@ -1,4 +1,13 @@
-"""Finding the moment in a video by what was said or shown: hybrid (dense + keyword) search."""
+"""Finding the moment in a video by what was said or shown: hybrid (dense + keyword) search.
+
+A hit is an answer only when it means what was asked (its dense cosine with the query reaches the
+embedding model's calibrated relevance floor) or contains a word of the query (the keyword side);
+everything else stays out, so a query about something no video holds returns nothing. Hits keep the
+order of Qdrant's reciprocal-rank fusion of both sides, and each carries its dense cosine as `score`.
+
+Imports stay light (no torch, no Dagster): a cold `video-assets search` loads only the embedder and
+the vector index.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +17,40 @@ from video_assets.store.layout import check_workspace
 from video_assets.store.vector_access import configured_vector_index
 from video_assets.store.vector_index import SearchHit
 
+MAX_LIMIT = 1000
 
-def search(query: str, *, workspace: str, limit: int = 10, settings: Settings | None = None) -> list[SearchHit]:
-    """Segments (and whole-video descriptions, `segment` None) of `workspace` best matching `query`.
 
-    Dense and keyword candidates are fused by reciprocal rank in Qdrant's Query API; the workspace
-    filter applies to both, so a query never sees another workspace's videos.
+class SearchError(ValueError):
+    """A query search cannot run: the message names the query and the cause."""
+
+
+def search(
+    query: str,
+    *,
+    workspace: str,
+    limit: int = 10,
+    min_score: float | None = None,
+    settings: Settings | None = None,
+) -> list[SearchHit]:
+    """Segments (and whole-video descriptions, `segment` None) of `workspace` that answer `query`.
+
+    `min_score` overrides the relevance floor (VIDEO_SEARCH_MIN_SCORE, else the model's calibrated one).
+    The workspace filter applies to both sides, so a query never sees another workspace's videos.
     """
     settings = settings or Settings.from_env()
+    if not query or not query.strip():
+        raise SearchError(f"the query {query!r} is empty: say what was said or shown")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise SearchError(f"--limit must be between 1 and {MAX_LIMIT}, got {limit} (query {query!r})")
     check_workspace(workspace)
     embedder = load_embedder(settings.embedding_model)
-    dense = embedder.embed([query])[0].tolist()
+    floor = min_score if min_score is not None else settings.min_score
+    if floor is None:
+        floor = embedder.relevance_floor
+    dense = embedder.embed_query(query).tolist()
     sparse = embedder.sparse([query])[0]
     with configured_vector_index(settings) as index:
-        return index.hybrid_search(dense, sparse, workspace=workspace, limit=limit)
+        return index.hybrid_search(dense, sparse, workspace=workspace, limit=limit, min_score=floor)
 
 
 def hit_as_json(hit: SearchHit) -> dict:
@@ -31,6 +60,8 @@ def hit_as_json(hit: SearchHit) -> dict:
         "segment": hit.segment,
         "start": hit.start,
         "end": hit.end,
-        "score": round(hit.score, 6),
+        "score": round(hit.score, 4),  # the dense cosine of the hit with the query
+        "keyword_match": hit.keyword_match,
+        "language": hit.language,
         "text": hit.text,
     }

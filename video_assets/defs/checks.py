@@ -65,11 +65,11 @@ def transcript_present(context: dg.AssetCheckExecutionContext, store: VideoStore
 def one_point_per_segment(
     context: dg.AssetCheckExecutionContext, store: VideoStoreResource, vectors: VectorStoreResource
 ) -> dg.AssetCheckResult:
-    from video_assets.defs.search_assets import SEGMENT_KIND
+    from video_assets.store.vector_index import SEGMENT
 
     expected = store.document(context.partition_key)[1]["segment_count"]
     with vectors.open() as index:
-        stored = index.count(partition_key=context.partition_key, kind=SEGMENT_KIND)
+        stored = index.count(partition_key=context.partition_key, kind=SEGMENT)
     return dg.AssetCheckResult(passed=stored == expected, metadata={"segments": expected, "points": stored})
 
 

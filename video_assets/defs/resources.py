@@ -72,6 +72,7 @@ class WhisperResource(dg.ConfigurableResource):
             self.model_name(),
             self.device or settings.whisper_device,
             self.compute_type or settings.whisper_compute_type,
+            settings.model_cache_dir,
         )
 
     def transcribe(self, audio: np.ndarray) -> tuple[whisper.Transcription, whisper.WhisperRuntime]:

@@ -23,11 +23,8 @@ from video_assets.defs.resources import (
 )
 from video_assets.store.atomic import atomic_write_json, read_json
 from video_assets.store.documents import segment_list, set_description, set_segment_field
-from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE, split_partition_key
-
-SEGMENT_KIND = "segment"
-DESCRIPTION_KIND = "description"
-
+from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE
+from video_assets.store.vector_index import DESCRIPTION, SEGMENT
 
 # Embeddings and description follow their input when its content changed (a new data version), not
 # on every upstream run: a caption rerun with identical text leaves them as they are.
@@ -159,43 +156,30 @@ def embed_video(
     *,
     force: bool = False,
 ) -> dg.MaterializeResult:
-    from video_assets.models.embedder import segment_text
-    from video_assets.store.vector_index import IndexedText
+    from video_assets.indexing import segment_points, segment_texts, video_language
 
     key = context.partition_key
-    workspace, _ = split_partition_key(key)
     layout = store.layout()
     _, document = store.document(key)
-    segments = segment_list(document)
-    texts = [segment_text(seg["caption"], seg["transcript"]) for seg in segments]
+    texts = segment_texts(document)
+    language = video_language(layout, key)
     started = time.perf_counter()
     embedder = embedder_resource.load()
-    fingerprint = digest([embedder.name, texts])
+    fingerprint = digest([embedder.name, texts, language])
     manifest_path = layout.video_dir(key) / EMBEDDINGS_FILE
 
     with vectors.open() as index:
+        index.ensure_collection(embedder.dimension, embedder.name)
         unchanged = (
             not force
             and _same_inputs(manifest_path, fingerprint)
-            and index.count(partition_key=key, kind=SEGMENT_KIND) == len(texts)
+            and index.count(partition_key=key, kind=SEGMENT) == len(texts)
         )
         if not unchanged:
-            dense = embedder.embed(texts)
-            sparse = embedder.sparse(texts)
-            points = [
-                IndexedText(
-                    index=seg["index"],
-                    text=text,
-                    dense=dense[i].tolist(),
-                    sparse=sparse[i],
-                    payload=_payload(document, workspace, key, seg["index"], seg["start"], seg["end"], embedder.name),
-                )
-                for i, (seg, text) in enumerate(zip(segments, texts))
-            ]
-            index.ensure_collection(embedder.dimension)
-            index.replace_partition_points(key, points, kind=SEGMENT_KIND)
-        stored = index.count(partition_key=key, kind=SEGMENT_KIND)
-        location = "server" if index.is_server else "local"
+            points = segment_points(document, key, embedder, language=language)
+            index.replace_partition_points(key, points, kind=SEGMENT)
+        stored = index.count(partition_key=key, kind=SEGMENT)
+        location = "server" if index.is_server else "embedded"
     atomic_write_json(manifest_path, {"fingerprint": fingerprint, "model": embedder.name, "points": stored})
     if unchanged:
         context.log.info(f"{key}: segment texts unchanged since the last run; stored vectors kept")
@@ -203,6 +187,7 @@ def embed_video(
         metadata={
             "model": embedder.name,
             "dimension": embedder.dimension,
+            "language": language or "none",
             "points": stored,
             "qdrant": location,
             "reused_unchanged": unchanged,
@@ -221,11 +206,10 @@ def describe_video(
     *,
     force: bool = False,
 ) -> dg.MaterializeResult:
+    from video_assets.indexing import description_point, video_language
     from video_assets.models.summarizer import SummarizerError
-    from video_assets.store.vector_index import IndexedText
 
     key = context.partition_key
-    workspace, _ = split_partition_key(key)
     layout = store.layout()
     document_path, document = store.document(key)
     segments = segment_list(document)
@@ -266,19 +250,14 @@ def describe_video(
         )
         reused = False
 
+    points = (
+        [description_point(document, key, summary_text, embedder, language=video_language(layout, key))]
+        if summary_text
+        else []
+    )
     with vectors.open() as index:
-        index.ensure_collection(embedder.dimension)
-        if summary_text:
-            point = IndexedText(
-                index=None,
-                text=summary_text,
-                dense=embedder.embed([summary_text])[0].tolist(),
-                sparse=embedder.sparse([summary_text])[0],
-                payload=_payload(document, workspace, key, None, 0.0, document["total_duration"], embedder.name),
-            )
-            index.replace_partition_points(key, [point], kind=DESCRIPTION_KIND)
-        else:
-            index.replace_partition_points(key, [], kind=DESCRIPTION_KIND)
+        index.ensure_collection(embedder.dimension, embedder.name)
+        index.replace_partition_points(key, points, kind=DESCRIPTION)
     atomic_write_json(
         stored_path,
         {
@@ -307,18 +286,6 @@ def describe_video(
 
 def _timed_text(seg: dict) -> str:
     return f"[{clock(seg['start'])}-{clock(seg['end'])}] Caption: {seg['caption']} Transcript: {seg['transcript']}"
-
-
-def _payload(document: dict, workspace: str, key: str, index: int | None, start: float, end: float, model: str) -> dict:
-    return {
-        "workspace": workspace,
-        "partition_key": key,
-        "files": document["files"],
-        "segment": index,
-        "start": start,
-        "end": end,
-        "model": model,
-    }
 
 
 def _same_inputs(path: Path, fingerprint: str) -> bool:

@@ -1,19 +1,20 @@
-"""Opening the vector index for one piece of work, from a run step or the CLI alike.
+"""Opening the vector index for one piece of work, from a run step, the daemon or the CLI alike.
 
-Qdrant's embedded local mode lets one client hold a folder at a time, so a local index is opened
-per use and closed after, and a folder held by another process is waited for. A server is shared.
+Without a server the index is a Qdrant Edge shard under `<home>/vectors/edge/<collection>`, which
+one process holds at a time: it is opened per use and closed after, and a shard held by another
+process is waited for. A data root from before Qdrant Edge is migrated on its first open.
+QDRANT_URL switches to a Qdrant server, which serves every process at once.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from video_assets.settings import Settings
-from video_assets.store.vector_index import VectorIndex, open_index
+from video_assets.store.vector_index import VectorIndex
 
 
 def configured_vector_index(
@@ -24,9 +25,10 @@ def configured_vector_index(
     collection: str = "",
     lock_wait_seconds: float = 120.0,
 ) -> AbstractContextManager[VectorIndex]:
-    """The index the settings name (QDRANT_URL or <home>/vectors), each argument overriding them.
+    """The index the settings name (QDRANT_URL, else the shard under <home>/vectors), each argument overriding them.
 
-    QDRANT_API_KEY is read from the environment only, so it never lands in config or metadata.
+    `path` replaces the vectors folder (<home>/vectors), not the shard folder. QDRANT_API_KEY is read
+    from the environment only, so it never lands in config or metadata.
     """
     return vector_index(
         url=url or settings.qdrant_url or None,
@@ -41,19 +43,19 @@ def configured_vector_index(
 def vector_index(
     *, url: str | None, path: Path, collection: str, api_key: str | None = None, lock_wait_seconds: float = 120.0
 ) -> Iterator[VectorIndex]:
+    """A server's collection when `url` is given, else the edge shard of `collection` in the vectors folder `path`."""
+    index: VectorIndex
     if url:
-        yield open_index(url=url, api_key=api_key, collection=collection)
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_wait_seconds
-    while True:
-        try:
-            index = VectorIndex(path=path, collection=collection)
-            break
-        except Exception as exc:  # qdrant-client raises RuntimeError while another client holds the folder
-            if "already accessed" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+        from video_assets.store.qdrant_client_index import ClientVectorIndex
+
+        index = ClientVectorIndex(url=url, api_key=api_key, collection=collection)
+    else:
+        from video_assets.store.qdrant_edge_index import EdgeVectorIndex
+        from video_assets.store.vector_migration import edge_shard_path, migrate_local_mode
+
+        vectors = Path(path).expanduser().resolve()
+        migrate_local_mode(vectors, collection, lock_wait_seconds=lock_wait_seconds)
+        index = EdgeVectorIndex(edge_shard_path(vectors, collection), lock_wait_seconds=lock_wait_seconds)
     try:
         yield index
     finally:
