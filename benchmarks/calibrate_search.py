@@ -118,7 +118,7 @@ def measure(model: str) -> dict:
         if corpus == "other languages" and embedder.name in ENGLISH_ONLY:
             continue  # an English-only model is not asked to match across languages
         vectors = embedder.embed([dense_text(caption, transcript) for caption, transcript, _ in segments])
-        for i, (_, transcript, queries) in enumerate(segments):
+        for i, (_, _, queries) in enumerate(segments):
             for query in queries:
                 scores = vectors @ embedder.embed_query(query)
                 related.append((float(scores[i]), query, corpus))
@@ -152,17 +152,23 @@ def main() -> None:
         print(f"\n{model_id(model)}")
         result = measure(model)
         related, unrelated = result["related"], result["unrelated"]
-        print(f"  true matches ({len(related)}): min {related[0][0]:.3f}, "
-              f"median {np.median([r[0] for r in related]):.3f}, max {related[-1][0]:.3f}")
-        print(f"  unrelated ({len(unrelated)}): max {unrelated[-1][0]:.3f}, "
-              f"median {np.median([u[0] for u in unrelated]):.3f}")
+        print(
+            f"  true matches ({len(related)}): min {related[0][0]:.3f}, "
+            f"median {np.median([r[0] for r in related]):.3f}, max {related[-1][0]:.3f}"
+        )
+        print(
+            f"  unrelated ({len(unrelated)}): max {unrelated[-1][0]:.3f}, "
+            f"median {np.median([u[0] for u in unrelated]):.3f}"
+        )
         for score, query, corpus in related[:3]:
             print(f"    lowest true matches  {score:.3f}  {query!r} ({corpus})")
         for score, query, corpus in unrelated[-3:]:
             print(f"    highest unrelated    {score:.3f}  {query!r} ({corpus})")
         floor, lost, kept, gap = best_floor([r[0] for r in related], [u[0] for u in unrelated])
-        print(f"  floor {floor:.3f} (in a gap of {gap:.3f}): {lost} of {len(related)} true matches under it, "
-              f"{kept} of {len(unrelated)} unrelated queries over it")
+        print(
+            f"  floor {floor:.3f} (in a gap of {gap:.3f}): {lost} of {len(related)} true matches under it, "
+            f"{kept} of {len(unrelated)} unrelated queries over it"
+        )
 
 
 if __name__ == "__main__":

@@ -118,9 +118,9 @@ def _video_summary(settings: Settings, key: str) -> dict:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from video_assets.defs.common import clock
     from video_assets.search import hit_as_json, search
     from video_assets.store.vector_index import VectorIndexError
+    from video_assets.timecodes import clock
 
     workspace = args.workspace or settings.workspace
     try:
@@ -254,8 +254,8 @@ def _other_models(settings: Settings) -> dict:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from video_assets.defs.common import clock
     from video_assets.samples import DEMO_SCENES, espeak_available, make_video
+    from video_assets.timecodes import clock
 
     if not espeak_available():
         print("video-assets demo: espeak-ng is needed to speak the sample (apt-get install espeak-ng)", file=sys.stderr)

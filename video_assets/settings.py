@@ -67,12 +67,14 @@ class Settings:
         "'bundled' (multilingual-e5-small), 'all-MiniLM-L6-v2' (bundled, English), or a sentence-transformers folder",
     )
     search_min_score: str = _env_field(
-        "VIDEO_SEARCH_MIN_SCORE", "", "dense cosine under which a hit is not returned; empty: the model's calibrated floor"
+        "VIDEO_SEARCH_MIN_SCORE", "", "dense cosine under which a hit is no answer; empty: the model's calibrated floor"
     )
     model_cache: str = _env_field(
-        "VIDEO_ASSETS_MODEL_CACHE", "", "where bundled weights shipped in parts are joined (default ~/.cache/video_assets)"
+        "VIDEO_ASSETS_MODEL_CACHE", "", "where weights shipped in parts are joined (default ~/.cache/video_assets)"
     )
-    qdrant_url: str = _env_field("QDRANT_URL", "", "Qdrant server; empty: embedded local mode under <home>/vectors")
+    qdrant_url: str = _env_field(
+        "QDRANT_URL", "", "Qdrant server; empty: the embedded Qdrant Edge shard under <home>/vectors/edge"
+    )
     qdrant_collection: str = _env_field("VIDEO_ASSETS_COLLECTION", "video_segments", "Qdrant collection")
 
     openai_base_url: str = _env_field(

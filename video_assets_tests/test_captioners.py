@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -20,6 +21,7 @@ from video_assets.models.captioners import (
     TransformersVLMCaptioner,
     gpu_batch_size,
     load_captioner,
+    merge_line_fragments,
 )
 from video_assets_tests.tiny_models import save_tiny_blip, save_tiny_llava
 
@@ -133,6 +135,68 @@ def test_a_4k_frame_is_downscaled_for_ocr_and_still_read(ocr_captioner: OcrVisua
 
     assert [line.text for line in lines] == ["VOLCANO", "Lava flows toward the village"]
     assert frame.size == (3840, 2160)  # the caller's image is left alone
+
+
+def busy_background() -> Image.Image:
+    """Colour bars with a noisy checkerboard, like ffmpeg's testsrc2: bait for false text boxes."""
+    bars = [(255, 0, 0), (0, 255, 0), (255, 255, 0), (0, 0, 255), (255, 0, 255), (0, 255, 255)]
+    pixels = np.repeat(np.array(bars, dtype=np.uint8), 1280 // len(bars) + 1, axis=0)[:1280]
+    pixels = np.repeat(pixels[None], 720, axis=0)
+    rng = np.random.default_rng(3)
+    checker = (np.add.outer(np.arange(180) // 16, np.arange(320) // 16) % 2).astype(bool)
+    noise = rng.integers(0, 255, (180, 320, 3), dtype=np.uint8)
+    pixels[450:630, 800:1120][checker] = noise[checker]
+    return Image.fromarray(pixels)
+
+
+def with_text(background: Image.Image, text: str, size: int, y: int) -> Image.Image:
+    """`text` at font `size` on a dark plate, as captions are laid over moving video."""
+    image = background.copy()
+    draw = ImageDraw.Draw(image)
+    box = draw.textbbox((100, y), text, font=font(size))
+    draw.rectangle((box[0] - 8, box[1] - 8, box[2] + 8, box[3] + 8), fill=(0, 0, 0))
+    draw.text((100, y), text, font=font(size), fill="white")
+    return image
+
+
+@pytest.mark.parametrize("background", ["plain", "busy"])
+def test_large_and_24px_text_on_a_720p_frame_survive_the_downscaled_detection(
+    ocr_captioner: OcrVisualCaptioner, background: str
+) -> None:
+    # Detection sees the frame at 640 px, where 24 px text is 12 px high; recognition reads full-size crops.
+    plain = Image.new("RGB", (1280, 720), (30, 60, 120))
+    base = plain if background == "plain" else busy_background()
+    large = with_text(base, "HARBOUR", 160, 200)
+    small = with_text(base, "Lava flows toward the village at night", 24, 600)
+    assert ImageDraw.Draw(small).textbbox((0, 0), "Lava flows toward the village at night", font=font(24))[3] >= 22
+
+    assert [line.text for line in ocr_captioner.read_text(large)] == ["HARBOUR"]
+    assert [line.text for line in ocr_captioner.read_text(small)] == ["Lava flows toward the village at night"]
+
+
+def test_detection_runs_on_the_frame_scaled_to_640_px(
+    ocr_captioner: OcrVisualCaptioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes = []
+    detect = ocr_captioner.ocr.text_det.infer
+    monkeypatch.setattr(ocr_captioner.ocr.text_det, "infer", lambda x: shapes.append(x.shape) or detect(x))
+
+    lines = ocr_captioner.read_text(card(RED, "VOLCANO", "Lava flows toward the village"))
+
+    assert shapes == [(1, 3, 352, 640)]  # 640x360, rounded to the network's multiple of 32
+    assert [line.text for line in lines] == ["VOLCANO", "Lava flows toward the village"]
+
+
+def test_pieces_of_one_line_are_merged_and_other_lines_kept() -> None:
+    def quad(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+
+    title, last_letter, subtitle = quad(316, 318, 872, 408), quad(840, 328, 954, 394), quad(236, 590, 1044, 634)
+
+    merged = merge_line_fragments([title, last_letter, subtitle])
+
+    assert [m.tolist() for m in merged] == [quad(316, 318, 954, 408).tolist(), subtitle.tolist()]
+    assert len(merge_line_fragments([quad(0, 0, 100, 30), quad(130, 0, 200, 30)])) == 2  # a gap of a full height
 
 
 def test_gpu_batch_size_follows_free_memory() -> None:

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from video_assets.models.embedder import load_embedder, segment_text, sparse_vector, token_index
+from video_assets.models.embedder import (
+    E5_SMALL_ID,
+    MINILM_ID,
+    dense_text,
+    load_embedder,
+    segment_text,
+    sparse_vector,
+    token_index,
+)
 from video_assets.store.qdrant_edge_index import EdgeVectorIndex
 from video_assets.store.vector_index import DESCRIPTION, SEGMENT, IndexedText, SearchHit, VectorIndex
 
@@ -50,7 +58,7 @@ def embedder() -> Any:
 
 def points_for(embedder: Any, workspace: str, video: str, segments: list[tuple[str, str]]) -> list[IndexedText]:
     texts = [segment_text(caption, transcript) for caption, transcript in segments]
-    dense = embedder.embed(texts)
+    dense = embedder.embed([dense_text(caption, transcript) for caption, transcript in segments])
     sparse = embedder.sparse(texts)
     return [
         IndexedText(
@@ -82,14 +90,21 @@ def index(tmp_path: Path, embedder: Any) -> Iterator[VectorIndex]:
     index.close()
 
 
-def search(index: VectorIndex, embedder: Any, query: str, workspace: str, limit: int = 3) -> list[SearchHit]:
+def search(
+    index: VectorIndex, embedder: Any, query: str, workspace: str, limit: int = 3, floor: float | None = None
+) -> list[SearchHit]:
     return index.hybrid_search(
-        embedder.embed([query])[0], embedder.sparse([query])[0], workspace=workspace, limit=limit
+        embedder.embed_query(query),
+        embedder.sparse([query])[0],
+        workspace=workspace,
+        limit=limit,
+        min_score=embedder.relevance_floor if floor is None else floor,
     )
 
 
 def test_the_default_embedder_makes_unit_vectors_of_its_dimension(embedder: Any) -> None:
-    assert load_embedder() is embedder  # loaded once per process
+    assert load_embedder() is embedder and load_embedder("bundled") is embedder  # loaded once per process
+    assert embedder.name == E5_SMALL_ID and embedder.dimension == 384
     vectors = embedder.embed(["a volcano erupts", "lava flows down a mountain", "a bowl of pasta"])
     assert vectors.dtype == np.float32 and vectors.shape == (3, embedder.dimension)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -117,16 +132,17 @@ def test_paraphrase_ranks_the_right_segment_first(index: VectorIndex, embedder: 
     assert (hits[0].partition, hits[0].segment, hits[0].file) == ("news/volcano.mp4", 1, "volcano.mp4")
     assert (hits[0].start, hits[0].end, hits[0].kind) == (30.0, 60.0, SEGMENT)
     assert "molten rock" in hits[0].text and hits[0].keyword_match is False  # no word in common
-    query = embedder.embed(["volcanic eruption with lava flowing"])[0]
-    stored = embedder.embed([hits[0].text])[0]
+    query = embedder.embed_query("volcanic eruption with lava flowing")
+    stored = embedder.embed([dense_text(*NEWS[1])])[0]
     assert hits[0].score == pytest.approx(float(query @ stored), abs=1e-5)  # the dense cosine
+    assert hits[0].score >= embedder.relevance_floor
 
 
 def test_exact_rare_word_is_found_by_the_keyword_side(index: VectorIndex, embedder: Any) -> None:
     assert search(index, embedder, "XQ7 VOLCANO", "news")[0].segment == 2
 
     # A dense vector pointing at another segment: only the keyword side can bring segment 2 up.
-    unrelated = embedder.embed(["weather forecast for tomorrow"])[0]
+    unrelated = embedder.embed_query("weather forecast for tomorrow")
     hits = index.hybrid_search(unrelated, embedder.sparse(["xq7"])[0], workspace="news", limit=4)
 
     assert (hits[0].segment, hits[0].keyword_match) == (2, True)
@@ -134,8 +150,9 @@ def test_exact_rare_word_is_found_by_the_keyword_side(index: VectorIndex, embedd
 
 
 def test_a_workspace_never_sees_another_workspaces_videos(index: VectorIndex, embedder: Any) -> None:
-    cooking_hits = search(index, embedder, "XQ7 VOLCANO molten rock erupted", "cooking", limit=10)
-    news_hits = search(index, embedder, "spaghetti with tomatoes and basil", "news", limit=10)
+    # No floor: every point the workspace holds is a candidate, and still none of the other workspace's.
+    cooking_hits = search(index, embedder, "XQ7 VOLCANO molten rock erupted", "cooking", limit=10, floor=0.0)
+    news_hits = search(index, embedder, "spaghetti with tomatoes and basil", "news", limit=10, floor=0.0)
 
     assert {h.partition for h in cooking_hits} == {"cook/pasta.mp4"}
     assert {h.partition for h in news_hits} == {"news/volcano.mp4"}
@@ -160,3 +177,40 @@ def test_description_points_live_beside_segments(index: VectorIndex, embedder: A
     assert index.count(partition_key="news/volcano.mp4", kind=SEGMENT) == 4
     hit = search(index, embedder, "news bulletin about an eruption", "news")[0]
     assert (hit.kind, hit.segment) == (DESCRIPTION, None)
+
+
+def test_a_query_about_nothing_stored_finds_nothing(index: VectorIndex, embedder: Any) -> None:
+    assert search(index, embedder, "how to train a puppy to sit", "news") == []
+    assert search(index, embedder, "zorblax quintessence flimflam", "cooking") == []
+    assert search(index, embedder, "boiling spaghetti", "cooking")[0].segment == 1
+
+
+def test_e5_embeds_queries_and_passages_with_their_own_prefixes(embedder: Any) -> None:
+    text = "a volcano erupts"
+    query, passage = embedder.embed_query(text), embedder.embed([text])[0]
+    assert query.shape == passage.shape == (embedder.dimension,)
+    assert 0.8 < float(query @ passage) < 0.999  # the same words, embedded as a query and as a passage
+
+
+@pytest.mark.parametrize(
+    ("query", "segment"),
+    [("a volcano erupting", 0), ("a bike with a broken chain", 1), ("sunny weather tomorrow", 2), ("cooking pasta", 3)],
+)
+def test_an_english_query_finds_a_segment_spoken_in_another_language(embedder: Any, query: str, segment: int) -> None:
+    spoken = [
+        "Oggi parliamo del vulcano e della lava calda che scende verso il villaggio.",
+        "Mi bicicleta tiene la cadena rota y una rueda pinchada.",
+        "Morgen wird es sonnig und warm, mit leichtem Wind an der Küste.",
+        "Nous allons cuisiner des pâtes avec de la sauce tomate et du basilic.",
+    ]
+    passages = embedder.embed([dense_text("", text) for text in spoken])
+    scores = passages @ embedder.embed_query(query)
+    assert int(np.argmax(scores)) == segment, np.round(scores, 3)
+    assert scores[segment] >= embedder.relevance_floor
+
+
+def test_minilm_stays_selectable_by_name() -> None:
+    minilm = load_embedder("all-MiniLM-L6-v2")
+    assert minilm.name == MINILM_ID and minilm.dimension == 384 and minilm.relevance_floor > 0
+    vectors = minilm.embed(["a volcano erupts", "lava flows down a mountain", "a bowl of pasta"])
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from video_assets.defs.partitions import videos_partitions
+from video_assets.timecodes import clock
 
 GROUP = "video"
 
@@ -21,12 +22,6 @@ def fail(context: dg.OpExecutionContext, error: Exception | str, **metadata: obj
     message = str(error)
     context.log.error(message)
     return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
-
-
-def clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def digest(value: object) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
-from video_assets.defs.common import clock, digest, fail, timed_excerpt, video_asset
+from video_assets.defs.common import digest, fail, timed_excerpt, video_asset
 from video_assets.defs.resources import (
     CaptionerResource,
     EmbedderResource,
@@ -25,6 +25,7 @@ from video_assets.store.atomic import atomic_write_json, read_json
 from video_assets.store.documents import segment_list, set_description, set_segment_field
 from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE
 from video_assets.store.vector_index import DESCRIPTION, SEGMENT
+from video_assets.timecodes import clock
 
 # Embeddings and description follow their input when its content changed (a new data version), not
 # on every upstream run: a caption rerun with identical text leaves them as they are.

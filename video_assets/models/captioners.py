@@ -12,8 +12,12 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -102,8 +106,14 @@ COLOUR_SIZE = (80, 45)
 # Mean absolute gray difference (0..1) between consecutive sampled frames above which we call a cut.
 SCENE_CHANGE_DIFF = 0.2
 STATIC_DIFF = 0.02
-# OCR runs on frames at most this wide/high. 720p as is: measured on 1280x720 frames, scaling to 960
-# or 640 px saves 20-40% but merges the words of 20-30 px subtitle text ("Channel7News2024").
+# Text is found on the frame scaled to OCR_DETECT_SIDE px (longer side) and read from crops of the frame
+# at up to OCR_MAX_SIDE. Measured on 50 moving 1280x720 frames (testsrc2 under a title and a 30 px
+# subtitle): detection at full size took 3/4 of the time in ~25 false boxes per frame on the pattern's
+# noisy checkerboard, each then recognised. At 640 px those vanish, detection costs 1/4 and every
+# title and subtitle word is still read (subtitle spacing better, as the boxes come out looser),
+# as is text of 15-30 px height on plain and busy backgrounds; only testsrc2's ~10 px frame counter
+# is lost. 512 px misread 14-18 px text; 704-768 px split or merged words more often than 640.
+OCR_DETECT_SIDE = 640
 OCR_MAX_SIDE = 1280
 MIN_OCR_CONFIDENCE = 0.5
 # A colour is named when it covers this share of the frame; at most this many are named.
@@ -253,44 +263,138 @@ def facts_as_dict(facts: Sequence[FrameFacts]) -> dict[str, Any]:
     }
 
 
+# Detection boxes on one line closer than this share of their height are one text line: at 640 px the
+# detector sometimes splits a word of large type ("VOLCAN" + "O"), and the pieces misread alone.
+LINE_GAP = 0.5
+LINE_OVERLAP = 0.6
+# Frames of a segment are read in parallel, one ONNX thread each. Measured on this 2-core machine, 50
+# moving 720p frames: two workers took 0.095 s/frame against 0.148 for one while the cores were free
+# (load 0.2); with other processes loading them (load 4-6) the two were no faster (0.16 vs 0.14), yet
+# two intra-op threads per frame then made a frame 1.3-2x slower than one, as the threads wait on each other.
+OCR_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def merge_line_fragments(boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Detection quadrilaterals, each group of pieces of one line replaced by the group's bounding rectangle.
+
+    Pieces are linked pairwise (overlapping vertically, nearly touching horizontally) and joined by
+    connected group, in whole-array steps: a screen of text yields hundreds of boxes.
+    """
+    if len(boxes) < 2:
+        return [np.asarray(box, dtype=np.float32) for box in boxes]
+    quads = np.asarray(boxes, dtype=np.float32)
+    x0, y0 = quads[..., 0].min(axis=1), quads[..., 1].min(axis=1)
+    x1, y1 = quads[..., 0].max(axis=1), quads[..., 1].max(axis=1)
+    height = np.minimum.outer(y1 - y0, y1 - y0)
+    overlap = np.minimum.outer(y1, y1) - np.maximum.outer(y0, y0)
+    gap = np.maximum.outer(x0, x0) - np.minimum.outer(x1, x1)
+    linked = (height > 0) & (overlap >= LINE_OVERLAP * height) & (gap <= LINE_GAP * height)
+    group = list(range(len(quads)))  # union-find parents
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(linked, 1))):
+        group[root(int(j))] = root(int(i))
+    members: dict[int, list[int]] = {}
+    for i in range(len(quads)):
+        members.setdefault(root(i), []).append(i)
+    merged = []
+    for ids in members.values():
+        if len(ids) == 1:
+            merged.append(quads[ids[0]])
+            continue
+        left, top, right, bottom = x0[ids].min(), y0[ids].min(), x1[ids].max(), y1[ids].max()
+        merged.append(np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float32))
+    return merged
+
+
 class OcrVisualCaptioner:
     name = OCR_VISUAL_STATS
     kind = KIND_OCR
 
     def __init__(self, min_confidence: float = MIN_OCR_CONFIDENCE) -> None:
         from rapidocr_onnxruntime import RapidOCR
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
 
         self.min_confidence = min_confidence
-        # limit_type "max": never upscale the frame for detection (the default upscales 720p to 736 px
-        # on the short side, 20% more work for no gain on video text).
-        self.ocr = RapidOCR(text_score=min_confidence, det_limit_type="max")
+        # RapidOCR's pieces are called one by one: its __call__ can only detect on the image it reads,
+        # and detection wants the small frame, recognition the large one. Recognition costs time in
+        # proportion to the input's width (measured: 20 ms at 320 px, 64 ms at 960 px), so each crop is
+        # recognised alone (a batch is padded to its widest crop: a title beside a long subtitle cost as
+        # much as a second subtitle) and padded to 160 px, not 320: -15% recognition time, same words.
+        self.ocr = RapidOCR(
+            text_score=min_confidence, intra_op_num_threads=1, rec_batch_num=1, rec_img_shape=[3, 48, 160]
+        )
+        det = self.ocr.text_det
+        # "max" never resizes a frame up to OCR_DETECT_SIDE; sizes round to the network's multiple of 32.
+        self._det_preprocess = DetPreProcess(OCR_DETECT_SIDE, "max", det.mean, det.std)
         self.ocr_calls = 0  # OCR passes run, for tests and timing
+        self.stage_seconds = {"detect": 0.0, "recognise": 0.0}  # summed over frames (and workers), for timing
+        self._lock = threading.Lock()
 
     def read_text(self, image: Image.Image) -> list[OcrLine]:
-        self.ocr_calls += 1
+        with self._lock:
+            self.ocr_calls += 1
+        return self._read_text(image)
+
+    def _read_text(self, image: Image.Image) -> list[OcrLine]:
+        import cv2
+
+        started = time.perf_counter()
+        image = image.convert("RGB")
         if max(image.size) > OCR_MAX_SIDE:
             image = image.copy()
             image.thumbnail((OCR_MAX_SIDE, OCR_MAX_SIDE), Image.Resampling.BILINEAR)
-        # No angle classifier: video text is upright, and the classifier costs ~10% per frame.
-        result, _ = self.ocr(image.convert("RGB"), use_cls=False)
-        lines = [OcrLine(str(text).strip(), round(float(score), 3)) for _box, text, score in result or []]
+        frame = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
+        height, width = frame.shape[:2]
+        scale = min(1.0, OCR_DETECT_SIDE / max(height, width))
+        small = frame
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        det = self.ocr.text_det
+        scores = det.infer(self._det_preprocess(small))[0]
+        boxes, _ = det.postprocess_op(scores, small.shape[:2])
+        boxes = det.filter_tag_det_res(boxes, small.shape[:2])
+        detected = time.perf_counter()
+        lines: list[OcrLine] = []
+        if len(boxes):  # nothing to recognise in a frame without text
+            boxes = self.ocr.sorted_boxes(np.array(merge_line_fragments([box / scale for box in boxes])))
+            texts, _ = self.ocr.text_rec(self.ocr.get_crop_img_list(frame, boxes))
+            lines = [OcrLine(str(text).strip(), round(float(score), 3)) for text, score, *_ in texts]
+        with self._lock:
+            self.stage_seconds["detect"] += detected - started
+            self.stage_seconds["recognise"] += time.perf_counter() - detected
         return [line for line in lines if line.text and line.confidence >= self.min_confidence]
 
     def caption_segment(self, frames: Frames, transcript: str = "") -> SegmentCaption:
         # The transcript is not needed: this captioner reports only what the frames show.
+        grays = [gray_thumbnail(image) for _, image in frames]
+        # Which frames to read depends only on pixels, so it is settled before any OCR runs.
+        source: list[int] = []  # index of the frame whose text each frame shows
+        for i, gray in enumerate(grays):
+            near = bool(source) and changed_pixels(gray, grays[source[-1]]) <= DUPLICATE_MAX_CHANGED_PIXELS
+            source.append(source[-1] if near else i)
+        to_read = sorted(set(source))
+        with self._lock:
+            self.ocr_calls += len(to_read)
+        images = [frames[i][1] for i in to_read]
+        if len(images) > 1 and OCR_WORKERS > 1:
+            with ThreadPoolExecutor(OCR_WORKERS, thread_name_prefix="ocr") as pool:
+                read = dict(zip(to_read, pool.map(self._read_text, images)))
+        else:
+            read = dict(zip(to_read, map(self._read_text, images)))
         facts: list[FrameFacts] = []
-        previous_gray: np.ndarray | None = None
-        last_read: tuple[float, np.ndarray, list[OcrLine]] | None = None  # (time, gray, lines) of last OCR
-        for time, image in frames:
-            gray = gray_thumbnail(image)
-            if last_read is not None and changed_pixels(gray, last_read[1]) <= DUPLICATE_MAX_CHANGED_PIXELS:
-                ocr, reused_from = last_read[2], last_read[0]
-            else:
-                ocr, reused_from = self.read_text(image), None
-                last_read = (time, gray, ocr)
-            motion = None if previous_gray is None else float(np.mean(np.abs(gray - previous_gray)))
-            facts.append(FrameFacts(time, ocr, dominant_colours(image), brightness(image), motion, reused_from))
-            previous_gray = gray
+        for i, ((at, image), gray) in enumerate(zip(frames, grays)):
+            motion = None if i == 0 else float(np.mean(np.abs(gray - grays[i - 1])))
+            reused_from = None if source[i] == i else frames[source[i]][0]
+            facts.append(
+                FrameFacts(at, read[source[i]], dominant_colours(image), brightness(image), motion, reused_from)
+            )
         if not facts:
             return SegmentCaption("", [], {"frames": [], "ocr_runs": 0})
         captions = [

@@ -21,7 +21,6 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from video_assets.store.qdrant_client_index import ClientVectorIndex
 from video_assets.store.qdrant_edge_index import create_shard, shard_exists, shard_lock
 from video_assets.store.vector_index import DENSE, KEYWORDS, VectorIndexError
 
@@ -81,6 +80,9 @@ def _copy_into_shard(vectors: Path, collection: str, target: Path) -> int:
     if building.exists():  # left by an interrupted migration: ours, and incomplete
         shutil.rmtree(building)
     try:
+        # qdrant-client takes seconds to import: only a data root that needs migrating pays for it.
+        from video_assets.store.qdrant_client_index import ClientVectorIndex
+
         legacy = ClientVectorIndex(path=vectors, collection=collection)
     except Exception as exc:
         raise VectorIndexError(f"cannot read the old local-mode index in {vectors} to migrate it: {exc}") from exc
