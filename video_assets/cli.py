@@ -285,8 +285,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _quiet_libraries() -> None:
-    """A person reads this output: no progress bars or preview notices from the libraries."""
+    """A person reads this output: no progress bars or preview notices from the libraries, but what
+    video_assets itself reports (a migrated index, say) is shown."""
+    import logging
     import warnings
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("video-assets: %(message)s"))
+    ours = logging.getLogger("video_assets")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

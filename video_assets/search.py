@@ -15,7 +15,7 @@ from video_assets.models.embedder import load_embedder
 from video_assets.settings import Settings
 from video_assets.store.layout import check_workspace
 from video_assets.store.vector_access import configured_vector_index
-from video_assets.store.vector_index import SearchHit
+from video_assets.store.vector_index import SearchHit, model_mismatch
 
 MAX_LIMIT = 1000
 
@@ -50,6 +50,10 @@ def search(
     dense = embedder.embed_query(query).tolist()
     sparse = embedder.sparse([query])[0]
     with configured_vector_index(settings) as index:
+        # Cosines between two models' vectors mean nothing: such an index would quietly answer nothing.
+        stored_model = index.index_model()
+        if stored_model is not None and stored_model != embedder.name:
+            raise model_mismatch(stored_model, embedder.name)
         return index.hybrid_search(dense, sparse, workspace=workspace, limit=limit, min_score=floor)
 
 

@@ -232,3 +232,31 @@ def test_italian_speech_is_transcribed_in_italian_and_found_in_english(italian: 
         hits = [h for h in search(query, workspace="team-it", settings=settings) if h.segment is not None]
         assert hits and hits[0].segment == scene, (query, [(h.segment, round(h.score, 3)) for h in hits])
         assert hits[0].language == "it" and not hits[0].keyword_match  # across languages, by meaning alone
+
+
+def test_reindex_rebuilds_the_index_from_stored_texts_for_another_model(ingested: dict, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "data"
+    shutil.copytree(ingested["settings"].home_dir, home)
+    env = {**os.environ, "VIDEO_ASSETS_HOME": str(home)}
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "video_assets.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**env, **extra})
+
+    before = json.loads(cli("search", "fixing a bike", "-w", "team-a", "--json").stdout)
+    minilm = cli("reindex", VIDEO_EMBEDDING_MODEL="all-MiniLM-L6-v2")
+    assert minilm.returncode == 0 and "1 video(s)" in minilm.stdout and "4 segment and 1 description" in minilm.stdout
+
+    # The index now holds another model's vectors: search says so instead of quietly finding nothing.
+    refused = cli("search", "fixing a bike", "-w", "team-a")
+    assert refused.returncode == 1 and "all-MiniLM-L6-v2" in refused.stderr and "video-assets reindex" in refused.stderr
+    with_minilm = cli("search", "fixing a bike", "-w", "team-a", "--json", VIDEO_EMBEDDING_MODEL="all-MiniLM-L6-v2")
+    assert json.loads(with_minilm.stdout)[0]["segment"] == 1
+
+    assert cli("reindex").returncode == 0
+    after = json.loads(cli("search", "fixing a bike", "-w", "team-a", "--json").stdout)
+    assert after == before  # the stored texts give back exactly the points the assets wrote
