@@ -15,7 +15,6 @@ Each model runs in a fresh process, so load time and peak memory are its own.
 from __future__ import annotations
 
 import json
-import re
 import resource
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from video_assets.samples import speak, spoken_words, word_error_rate  # noqa: E402
 
 ENGLISH = [
     "The volcano erupted with bright orange lava near the village.",
@@ -55,22 +55,7 @@ ITALIAN_WORDS = {
 RATE = 16_000
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[\w']+", text.lower())
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, heard in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != heard))
-    return row[-1] / max(len(ref), 1)
-
-
 def talk(sentences: list[str], voice: str, pause: float) -> np.ndarray:
-    from video_assets.samples import speak
 
     parts = []
     for sentence in sentences:
@@ -108,7 +93,7 @@ def one_whisper(model: str) -> dict:
         "long_audio_s": len(long_talk) / RATE,
         "it_language": foreign.language,
         "it_probability": foreign.language_probability,
-        "it_words": len(ITALIAN_WORDS & set(words(foreign.text))),
+        "it_words": len(ITALIAN_WORDS & set(spoken_words(foreign.text))),
         "peak_rss_mib": peak_rss_mib(),
     }
 

@@ -9,6 +9,7 @@ frames reuse their captions, so only video in which every sampled frame differs 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import tempfile
@@ -225,3 +226,18 @@ DEMO_SCENES = (
     Scene(24.0, "The volcano expedition collected rock samples near the crater rim.", "VOLCANO", "#b22222"),
     Scene(24.0, "Our new bicycle factory opens in the harbour district next month.", "BICYCLE", "#2e7d32"),
 )
+
+
+def spoken_words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference length: how well a model heard a sample's speech."""
+    ref, hyp = spoken_words(reference), spoken_words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, heard in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != heard))
+    return row[-1] / max(len(ref), 1)
