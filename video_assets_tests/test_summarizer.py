@@ -151,3 +151,27 @@ def test_extractive_summary_is_capped_and_empty_input_is_empty() -> None:
 
     assert len(summarize_video(long_segments, base_url="", api_key=None, model="m").text) <= 1000
     assert summarize_video([], base_url=None, api_key=None, model="m").text == ""
+
+
+def test_extractive_summary_is_the_same_under_every_hash_seed() -> None:
+    """Two sentences score alike in exact arithmetic; summed in a hash-seeded order they used to tie
+    either way, so one video got two descriptions (4 of 31 seeds before the fix)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from video_assets.models.summarizer import extractive_summary;"
+        "fill = 'Banana cherry. Cherry date. Date elder. Date elder. Elder. Grape honey. Honey iris. "
+        "Iris juniper. Iris juniper. Juniper.';"
+        "print(extractive_summary(['Apple banana cherry date elder. ' + fill, 'Fig grape honey iris juniper.'], 40))"
+    )
+    outputs = set()
+    for seeds in [range(start, start + 2) for start in range(0, 24, 2)]:
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={"PYTHONHASHSEED": str(seed)}
+            )
+            for seed in seeds
+        ]
+        outputs |= {run.communicate(timeout=60)[0] for run in runs}
+    assert outputs == {"Apple banana cherry date elder.\n"}

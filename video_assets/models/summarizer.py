@@ -235,9 +235,12 @@ def extractive_summary(segment_texts: Sequence[str], max_chars: int = EXTRACTIVE
         distinct = set(words(sentence))
         if len(distinct) < MIN_SENTENCE_WORDS:
             return 0.0
-        return sum(math.log1p(document[w]) for w in distinct) / math.sqrt(len(distinct))
+        # Summed in a fixed order: a set's order follows PYTHONHASHSEED, and a float sum in another
+        # order can break a tie the other way, so the same video would get another description.
+        return sum(math.log1p(document[w]) for w in sorted(distinct)) / math.sqrt(len(distinct))
 
-    scored = sorted(((centrality(s), (i, j, s)) for i, j, s in sentences), key=lambda pair: -pair[0])
+    # Equal scores keep video order, never the order a hash gave.
+    scored = sorted(((centrality(s), (i, j, s)) for i, j, s in sentences), key=lambda pair: (-pair[0], pair[1][:2]))
     if scored and scored[0][0] > 0:  # fragments (score 0) only when the video has nothing else
         scored = [pair for pair in scored if pair[0] > 0]
     picked: list[tuple[int, int, str]] = []
