@@ -106,3 +106,23 @@ def test_non_video_is_skipped_with_a_reason_and_never_crashes(media, data_home: 
 def test_hidden_partial_copies_are_ignored(media, data_home: Path, instance) -> None:
     upload(media.talk(47.0), data_home, ".upload.mp4.part")
     assert Ticker(instance, data_home).tick().run_requests == []
+
+
+def test_links_out_of_the_bucket_are_never_followed(media, data_home: Path, instance, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    (outside / "deep").mkdir(parents=True)
+    shutil.copyfile(media.talk(47.0), outside / "deep" / "private.mp4")
+    settled = time.time() - 3600.0  # long settled: only the link rule can keep it out
+    os.utime(outside / "deep" / "private.mp4", (settled, settled))
+    kept = upload(media.portrait(), data_home, "kept.mp4")
+    workspace = data_home / "uploads" / "team-a"
+    (data_home / "uploads" / "docs").symlink_to(outside)  # a whole "workspace" elsewhere
+    (workspace / "linked_folder").symlink_to(outside)
+    (workspace / "linked_file.mp4").symlink_to(outside / "deep" / "private.mp4")
+    (workspace / "alias.mp4").symlink_to(kept)  # a link inside the bucket is an ordinary upload
+
+    result = Ticker(instance, data_home).tick()
+
+    key = partition_key("team-a", content_hash(kept))
+    assert [r.partition_key for r in result.run_requests] == [key]
+    assert VideoRegistry(DataLayout(data_home)).get(key).names == ["alias.mp4", "kept.mp4"]

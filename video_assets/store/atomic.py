@@ -1,4 +1,9 @@
-"""Writes that a killed run can never leave half done: write a temporary file, then rename."""
+"""Writes that a killed run can never leave half done: write a temporary file, then rename.
+
+The temporary file sits beside the target under a hidden, shortened name (a 255-byte file name must
+still have room for the temporary one) and gets the mode a plain `open()` would give, respecting the
+umask, instead of mkstemp's 0600.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,33 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Bytes of the target's name kept in the temporary name: enough to recognise it, short enough to fit.
+_NAME_BYTES = 80
+
+
+def _temporary(target: Path, suffix: str) -> tuple[int, str]:
+    """A hidden temporary file beside `target`, with the mode a new file gets under the umask."""
+    stem = target.name.encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _umask() -> int:
+    try:  # Linux reports it without changing it; os.umask can only read it by setting it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -35,7 +63,7 @@ def read_json(path: Path) -> Any:
 def atomic_copy(source: Path, target: Path) -> None:
     """Copy under a hidden temporary name, so a watcher never sees a partly copied file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    fd, tmp = _temporary(target, ".part")
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)

@@ -1,7 +1,8 @@
 """The upload bucket behind one small listing interface: a local folder by default.
 
 Layout: `<bucket>/<workspace>/<any/sub/path/name>`. Hidden names (a leading '.') are never listed:
-uploaders and `atomic_copy` write under such a name and rename when done.
+uploaders and `atomic_copy` write under such a name and rename when done. A symbolic link that leads
+out of the bucket is never followed: a link to /usr/share/doc must not become a workspace of 300 files.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ class LocalFolderBucket:
     def list(self) -> Iterator[UploadedObject]:
         if not self.root.is_dir():
             return
-        for workspace_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for path in sorted(workspace_dir.rglob("*")):
+        workspaces = (p for p in self.root.iterdir() if not p.name.startswith(".") and self._inside(p))
+        for workspace_dir in sorted(p for p in workspaces if p.is_dir()):
+            for path in sorted(workspace_dir.rglob("*")):  # rglob never descends into linked folders
                 relative = path.relative_to(workspace_dir)
                 if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                    continue
+                if path.is_symlink() and not self._inside(path):
                     continue
                 try:
                     stat = path.stat()
@@ -55,6 +59,10 @@ class LocalFolderBucket:
 
     def local_path(self, uri: str) -> Path:
         return Path(uri)
+
+    def _inside(self, path: Path) -> bool:
+        """False for a link whose target is outside the bucket."""
+        return not path.is_symlink() or path.resolve().is_relative_to(self.root)
 
     def put(self, source: Path, workspace: str, name: str) -> UploadedObject:
         target = self.root / check_workspace(workspace) / name
