@@ -141,6 +141,38 @@ def test_probe_rejects_non_video_with_file_and_cause(media, name: str, data: byt
     assert str(path) in str(raised.value) and cause in str(raised.value)
 
 
+def test_text_and_archives_are_refused_whatever_ffmpeg_makes_of_them(media) -> None:
+    import gzip
+
+    text = b"Meeting notes\n" + b"- revenue grew in every region this spring\n" * 40
+    readme = media.write("readme.txt", text)  # FFmpeg's tty demuxer would make it a 0.6 s "video"
+    archive = media.write("archive.gz", gzip.compress(text * 20))  # probes as raw H.263 by its bytes
+    for path in (readme, archive):
+        with pytest.raises(MediaError, match="not a (video|readable media file)") as raised:
+            probe(path)
+        assert str(path) in str(raised.value)
+    with pytest.raises(MediaError, match=r"reads it as .*\(tty\), not a video container"):
+        probe(readme)
+
+
+def test_audio_only_and_animated_gif_are_not_videos(media, tmp_path: Path) -> None:
+    from video_assets.media.ffmpeg import run_ffmpeg
+    from video_assets.samples import draw_card
+
+    song = tmp_path / "song.m4a"
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:a", "aac", str(song)], source=song, what="encode"
+    )
+    with pytest.raises(MediaError, match=r"not a video \(audio only; container MP4/MOV\)"):
+        probe(song)
+
+    gif = tmp_path / "moving.gif"
+    frames = [draw_card(word, colour, (64, 48)) for word, colour in (("A", "#aa0000"), ("B", "#00aa00"))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=200, loop=0)
+    with pytest.raises(MediaError, match="not a video container"):
+        probe(gif)
+
+
 def test_still_image_is_not_a_video(media, tmp_path: Path) -> None:
     from video_assets.samples import draw_card
 

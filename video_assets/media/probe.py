@@ -1,4 +1,9 @@
-"""What a file holds, decided by opening it and decoding its first frame, never by its extension."""
+"""What a file holds, decided by opening it and decoding its first frame, never by its extension.
+
+Only known video containers and video codecs are admitted. FFmpeg opens far more than videos: a
+text file named `.txt` is a 0.6 s "video" to its tty demuxer, a gzip archive probes as raw H.263, a
+GIF or a PNG has a "video stream" of one picture. An allow-list refuses them all with the reason.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,23 @@ import av
 
 from video_assets.media.errors import MediaError
 
-# Demuxers that open still images: they "contain" a video stream but are not videos.
-_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "svg_pipe"}
+# FFmpeg demuxer names of the containers videos arrive in, and what people call them.
+VIDEO_CONTAINERS = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV",
+    "matroska,webm": "MKV/WebM",
+    "avi": "AVI",
+    "mpegts": "MPEG-TS",
+    "mpeg": "MPEG-PS",
+    "flv": "FLV",
+    "asf": "WMV/ASF",
+    "ogg": "Ogg",
+    "mxf": "MXF",
+}
+VIDEO_CODECS = {
+    "h264", "hevc", "vvc", "av1", "vp8", "vp9", "mpeg4", "mpeg2video", "mpeg1video", "h263", "msmpeg4v2",
+    "msmpeg4v3", "wmv1", "wmv2", "wmv3", "vc1", "theora", "flv1", "prores", "dnxhd", "mjpeg", "ffv1",
+}  # fmt: skip
+_ACCEPTED = ", ".join(VIDEO_CONTAINERS.values())
 
 
 @dataclass(frozen=True)
@@ -50,11 +70,19 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(path, f"not a readable media file ({_ffmpeg_reason(exc)})") from exc
     with container:
         fmt = container.format.name
+        if fmt not in VIDEO_CONTAINERS:
+            raise MediaError(
+                path,
+                f"not a video: FFmpeg reads it as {container.format.long_name} ({fmt}), not a video container "
+                f"(accepted: {_ACCEPTED})",
+            )
         videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
-        if fmt in _IMAGE_FORMATS or not videos:
-            kind = "a still image" if fmt in _IMAGE_FORMATS else "no video stream"
-            raise MediaError(path, f"not a video ({kind}; container {fmt})")
+        if not videos:
+            kind = "audio only" if container.streams.audio else "no video stream"
+            raise MediaError(path, f"not a video ({kind}; container {VIDEO_CONTAINERS[fmt]})")
         video = videos[0]
+        if video.codec_context.name not in VIDEO_CODECS:
+            raise MediaError(path, f"not a video: its stream is {video.codec_context.name}, not a video codec")
         audio = container.streams.audio[0] if container.streams.audio else None
         rotation = _first_frame_rotation(path, container, video)
         duration = _duration(container, video)
