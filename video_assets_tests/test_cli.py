@@ -58,6 +58,7 @@ def test_ingest_good_and_bad_files_end_to_end(media, data_home: Path, tmp_path: 
         (line,) = [line for line in lines if name in line]
         assert line.startswith("OK"), line
     assert "4 of 9 file(s) failed" in run.stderr
+    assert f"data root {data_home}, Dagster instance {os.environ['DAGSTER_HOME']}" in run.stderr
 
     # Runs went through the configured instance: the UI shows them, failures with their cause.
     instance = dg.DagsterInstance.get()
@@ -88,3 +89,14 @@ def test_demo_prints_segments_and_transcript_lines(data_home: Path, tmp_path: Pa
     assert "3 segments, 72.0 s" in run.stdout
     assert "[00:00-00:30] segment_timestamp-0-0.00-30.00.mp4" in run.stdout
     assert "volcano" in run.stdout.lower() and "bicycle" in run.stdout.lower()
+
+
+def test_default_locations_do_not_depend_on_the_current_folder(tmp_path: Path, monkeypatch) -> None:
+    from video_assets.locations import PROJECT, default_dagster_home
+    from video_assets.settings import Settings
+
+    monkeypatch.chdir(tmp_path)  # a command run from anywhere else
+    # From this checkout: the project's own folders, the ones `make demo` and `make ui` use.
+    assert Settings.from_env(environ={}).home_dir == PROJECT / "data"
+    assert default_dagster_home() == PROJECT / "dagster_home"
+    assert not (tmp_path / "data").exists() and not (tmp_path / "dagster_home").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from video_assets.defs.partitions import videos_partitions
+from video_assets.locations import default_dagster_home
 from video_assets.media.errors import MediaError
 from video_assets.settings import Settings
 from video_assets.store.layout import DataLayout
@@ -36,8 +37,8 @@ class IngestOutcome:
 
 
 def dagster_instance() -> dg.DagsterInstance:
-    """The instance under DAGSTER_HOME (default ./dagster_home, set up with the repo's dagster.yaml)."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve())))
+    """The instance under DAGSTER_HOME (default: see locations.py), set up with the repo's dagster.yaml."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default_dagster_home())))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists() and REPO_DAGSTER_YAML.exists():
         shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
