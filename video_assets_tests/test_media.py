@@ -190,3 +190,33 @@ def test_truncated_upload_is_reported_not_shortened(media, tmp_path: Path) -> No
 def _dominant(path: Path) -> str:
     r, g, b = Image.open(path).convert("RGB").resize((1, 1)).getpixel((0, 0))
     return "red" if r > max(g, b) else "green" if g > max(r, b) else "blue"
+
+
+def test_the_default_audio_track_is_the_one_transcribed(media, tmp_path: Path) -> None:
+    """A tone on track 1 and speech on track 2, marked default (a dub or commentary layout)."""
+    from video_assets.media.ffmpeg import run_ffmpeg
+    from video_assets.samples import AUDIO_RATE, speak, write_wav
+
+    speech = tmp_path / "speech.wav"
+    write_wav(speech, speak("The volcano erupted near the village."), AUDIO_RATE)
+    video = tmp_path / "two_tracks.mkv"
+    run_ffmpeg(
+        [
+            *("-f", "lavfi", "-i", "color=c=navy:s=160x120:r=10:d=6"),
+            *("-f", "lavfi", "-i", "sine=frequency=440:duration=6"),
+            *("-i", str(speech)),
+            *("-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-c:a", "aac"),
+            *("-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=ita"),
+            *("-disposition:a:0", "0", "-disposition:a:1", "default", "-t", "6", str(video)),
+        ],
+        source=video,
+        what="encode",
+    )
+    info = probe(video)
+    assert (info.audio_track, info.audio_tracks, info.audio_language) == (1, 2, "ita")
+
+    result = split(video, tmp_path / "out")
+    audio = read_wav_16k(result.audio_path)
+    spoken = audio.size / SAMPLE_RATE
+    # The speech track lasts as long as its sentence (about 2.5 s); the tone track would last 6 s.
+    assert 1.5 < spoken < 4.0 and float(abs(audio).max()) > 0.05

@@ -15,7 +15,7 @@ from video_assets.defs.resources import VideoStoreResource, WhisperResource
 from video_assets.media.audio import read_wav_16k
 from video_assets.media.contact_sheet import as_markdown_image, contact_sheet
 from video_assets.media.errors import MediaError
-from video_assets.media.probe import probe
+from video_assets.media.probe import MediaInfo, probe
 from video_assets.media.segmenter import AUDIO_FILE, FRAMES_DIR, SplitResult, split_video
 from video_assets.models.whisper import assign_words, join_words, words_as_dicts
 from video_assets.settings import Settings
@@ -129,6 +129,8 @@ def _split_into_place(
             "container": info.container,
             "video_codec": info.video_codec,
             "audio_codec": info.audio_codec or "none",
+            # With several tracks, which one is transcribed (and kept in the segment files).
+            "audio_track": _audio_track_label(info),
             "fps": info.fps,
             "resolution": f"{info.width}x{info.height}",
             "rotation": info.rotation,
@@ -230,6 +232,13 @@ def transcribe_video(
     if note:
         metadata["note"] = note
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(digest(texts)))
+
+
+def _audio_track_label(info: MediaInfo) -> str:
+    if info.audio_track is None:
+        return "none"
+    language = f" ({info.audio_language})" if info.audio_language else ""
+    return f"{info.audio_track + 1} of {info.audio_tracks}{language}"
 
 
 def _source_path(store: VideoStoreResource, record: VideoRecord) -> Path | None:

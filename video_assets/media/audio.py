@@ -19,6 +19,9 @@ def read_wav_16k(path: str | Path) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def ffmpeg_audio_output_args(path: Path) -> list[str]:
-    """ffmpeg output options that decode the first audio track to 16 kHz mono PCM in the same pass."""
-    return ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(path)]
+def ffmpeg_audio_output_args(path: Path, track: int = 0) -> list[str]:
+    """ffmpeg output options that decode audio track `track` to 16 kHz mono PCM in the same pass."""
+    return [
+        *("-map", f"0:a:{track}", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE)),
+        *("-c:a", "pcm_s16le", "-f", "wav", str(path)),
+    ]

@@ -47,6 +47,9 @@ class MediaInfo:
     audio_codec: str | None
     audio_sample_rate: int | None
     audio_channels: int | None
+    audio_track: int | None = None  # which audio stream is transcribed (0-based among audio streams)
+    audio_tracks: int = 0
+    audio_language: str | None = None  # the track's language tag, when the file has one
 
     @property
     def has_audio(self) -> bool:
@@ -83,7 +86,8 @@ def probe(path: str | Path) -> MediaInfo:
         video = videos[0]
         if video.codec_context.name not in VIDEO_CODECS:
             raise MediaError(path, f"not a video: its stream is {video.codec_context.name}, not a video codec")
-        audio = container.streams.audio[0] if container.streams.audio else None
+        audio_track = _main_audio_track(container)
+        audio = container.streams.audio[audio_track] if audio_track is not None else None
         rotation = _first_frame_rotation(path, container, video)
         duration = _duration(container, video)
         if duration <= 0:
@@ -105,7 +109,20 @@ def probe(path: str | Path) -> MediaInfo:
             audio_codec=audio.codec_context.name if audio else None,
             audio_sample_rate=audio.codec_context.sample_rate if audio else None,
             audio_channels=audio.codec_context.channels if audio else None,
+            audio_track=audio_track,
+            audio_tracks=len(container.streams.audio),
+            audio_language=(audio.metadata.get("language") or None) if audio else None,
         )
+
+
+def _main_audio_track(container: av.container.InputContainer) -> int | None:
+    """The track a player plays: the one marked default, else the first (a dub or commentary track
+    is usually second and not the default)."""
+    tracks = container.streams.audio
+    if not tracks:
+        return None
+    marked = [i for i, track in enumerate(tracks) if track.disposition & av.stream.Disposition.default]
+    return marked[0] if marked else 0
 
 
 def _first_frame_rotation(path: Path, container: av.container.InputContainer, video: av.VideoStream) -> int:

@@ -150,7 +150,7 @@ def _cut(
     boundaries = ",".join(f"{start:.3f}" for start, _ in planned[1:])
     args = ["-i", info.path, "-map", "0:v:0"]
     if info.has_audio:
-        args += ["-map", "0:a:0"]
+        args += ["-map", f"0:a:{info.audio_track or 0}"]
     if reencode:
         args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
         args += ["-force_key_frames", boundaries or "0"]
@@ -164,7 +164,7 @@ def _cut(
         args += ["-segment_time", str(10 * max(info.duration, 1.0))]
     args.append(str(out_dir / _PIECE_PATTERN))
     if audio_path is not None:
-        args += ffmpeg_audio_output_args(audio_path)
+        args += ffmpeg_audio_output_args(audio_path, info.audio_track or 0)
     run_ffmpeg(args, source=info.path, what="re-encoding cut" if reencode else "stream-copy cut")
 
 
