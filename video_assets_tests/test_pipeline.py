@@ -92,3 +92,16 @@ def test_failed_rerun_keeps_what_was_stored(media, data_home: Path, instance) ->
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert "talk.mp4" in failure and "no longer" not in failure and "exists" in failure
     assert stored.read_bytes() == before and len(list(stored.parent.glob("*.mp4"))) == 2
+
+
+def test_a_run_processes_only_the_bytes_its_partition_is_named_after(media, data_home: Path, instance) -> None:
+    key = add_upload(media.talk(47.0), data_home, instance)
+    upload = data_home / "uploads" / "team-a" / "talk.mp4"
+    shutil.copyfile(media.portrait(), upload)  # overwritten under the same name before the run
+
+    result = dg.materialize([segments], partition_key=key, instance=instance, resources=RESOURCES, raise_on_error=False)
+
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "talk.mp4" in failure and "changed since it was registered" in failure
+    assert not DataLayout(data_home).video_dir(key).exists()  # nothing of the other bytes stored under this key

@@ -26,7 +26,7 @@ from video_assets.store.documents import (
     segment_bounds,
     set_segment_field,
 )
-from video_assets.store.layout import SEGMENTS_METADATA, DataLayout
+from video_assets.store.layout import SEGMENTS_METADATA, DataLayout, content_hash
 from video_assets.store.registry import VideoRecord
 
 
@@ -53,9 +53,18 @@ def segments(
     record = store.registry().get(key)
     if record is None:
         raise fail(context, f"video {key}: no upload is recorded for this partition (was it deleted?)")
-    source = _source_path(store, record)
-    if source is None:
+    present = _present_sources(store, record)
+    if not present:
         raise fail(context, f"video {key}: none of its uploaded files exists any more: {', '.join(record.names)}")
+    source = _with_recorded_bytes(present, record)
+    if source is None:
+        names = ", ".join(name for name, _ in present)
+        raise fail(
+            context,
+            f"video {key}: the bytes of {names} changed since it was registered (overwritten, or still being "
+            "written then): this partition is named after other bytes, so nothing was processed; the file as it "
+            "is now becomes a partition of its own",
+        )
 
     started = time.perf_counter()
     staging = layout.staging / f"{key}.{context.run_id[:8]}"
@@ -241,11 +250,20 @@ def _audio_track_label(info: MediaInfo) -> str:
     return f"{info.audio_track + 1} of {info.audio_tracks}{language}"
 
 
-def _source_path(store: VideoStoreResource, record: VideoRecord) -> Path | None:
+def _present_sources(store: VideoStoreResource, record: VideoRecord) -> list[tuple[str, Path]]:
     bucket = store.bucket()
-    for source in record.sources:
-        path = bucket.local_path(source.uri)
-        if path.exists():
+    paths = [(source.name, bucket.local_path(source.uri)) for source in record.sources]
+    return [(name, path) for name, path in paths if path.exists()]
+
+
+def _with_recorded_bytes(present: list[tuple[str, Path]], record: VideoRecord) -> Path | None:
+    """The first upload still holding exactly the bytes the partition is named after.
+
+    A run processes what its partition names, never what a file became after an overwrite or a
+    stalled upload's resumed write; hashing costs a fraction of cutting the file.
+    """
+    for _, path in present:
+        if content_hash(path) == record.sha256:
             return path
     return None
 
