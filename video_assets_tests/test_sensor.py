@@ -103,6 +103,20 @@ def test_non_video_is_skipped_with_a_reason_and_never_crashes(media, data_home: 
     assert ticker.tick().run_requests == [] and "notes.mov" not in caplog.text  # not probed again
 
 
+def test_an_unexpected_error_on_one_file_skips_it_and_the_tick_goes_on(
+    media, data_home: Path, instance, caplog
+) -> None:
+    upload(media.talk(47.0), data_home, "broken.mp4", workspace="team-b")
+    upload(media.portrait(), data_home, "fine.mp4")
+    (data_home / "registry").mkdir(parents=True)
+    (data_home / "registry" / "team-b").write_text("a file where team-b's registry folder belongs")
+
+    result = Ticker(instance, data_home).tick()
+
+    assert [r.tags["video_assets/source"] for r in result.run_requests] == ["fine.mp4"]
+    assert "broken.mp4" in caplog.text and "unexpected" in caplog.text
+
+
 def test_hidden_partial_copies_are_ignored(media, data_home: Path, instance) -> None:
     upload(media.talk(47.0), data_home, ".upload.mp4.part")
     assert Ticker(instance, data_home).tick().run_requests == []

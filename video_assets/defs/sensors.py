@@ -44,6 +44,9 @@ def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource
         except (MediaError, ValueError) as exc:
             _report(context, logging.WARNING, f"skipping {obj.uri}: {getattr(exc, 'cause', exc)}")
             continue
+        except Exception as exc:  # one unreadable file (permissions, I/O) must not stop the others
+            _report(context, logging.ERROR, f"skipping {obj.uri}: unexpected {type(exc).__name__}: {exc}")
+            continue
         key = record.partition_key
         if key in new_keys or context.instance.has_dynamic_partition(videos_partitions.name, key):
             _report(context, logging.INFO, f"{obj.name}: same bytes as video {key}, already known; name recorded")
