@@ -220,3 +220,46 @@ def test_the_default_audio_track_is_the_one_transcribed(media, tmp_path: Path) -
     spoken = audio.size / SAMPLE_RATE
     # The speech track lasts as long as its sentence (about 2.5 s); the tone track would last 6 s.
     assert 1.5 < spoken < 4.0 and float(abs(audio).max()) > 0.05
+
+
+def test_ffmpeg_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """`kill -9` of a run half-way must not leave ffmpeg writing under PID 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "endless.mp4"
+    script = (
+        "from video_assets.media.ffmpeg import run_ffmpeg;"
+        f"run_ffmpeg(['-re', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=10:d=600', {str(out)!r}],"
+        f" source={str(out)!r}, what='encode')"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script])
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.2)
+            listing = Path(f"/proc/{runner.pid}/task/{runner.pid}/children")
+            children = [int(pid) for pid in listing.read_text().split()] if listing.exists() else []
+        assert children, "ffmpeg never started"
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+            status = Path(f"/proc/{children[0]}/status").read_text() if Path(f"/proc/{children[0]}").exists() else ""
+            if "State:\tZ" in status:
+                break
+            time.sleep(0.1)
+        status = Path(f"/proc/{children[0]}/status")
+        assert not status.exists() or "State:\tZ" in status.read_text(), "ffmpeg outlived the process that ran it"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in children:  # stopped by PID whatever happened above
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

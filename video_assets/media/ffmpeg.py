@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
 import shutil
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from video_assets.media.errors import MediaError
@@ -27,10 +32,27 @@ def ffmpeg_exe() -> str:
 
 def run_ffmpeg(args: list[str], *, source: str | Path, what: str) -> None:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", preexec_fn=_die_with_parent())
     if proc.returncode != 0:
         detail = _last_lines(proc.stderr) or f"exit status {proc.returncode}"
         raise MediaError(source, f"{what} failed: {detail}")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a child that the kernel kills when the process that started it dies (SIGKILL, OOM):
+    a killed run must not leave ffmpeg writing into its staging folder under PID 1."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl  # resolved before fork
+
+    def request() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return request
 
 
 def _last_lines(text: str, n: int = 3) -> str:
