@@ -224,6 +224,7 @@ def test_the_default_audio_track_is_the_one_transcribed(media, tmp_path: Path) -
 
 def test_ffmpeg_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     """`kill -9` of a run half-way must not leave ffmpeg writing under PID 1."""
+    import contextlib
     import os
     import signal
     import subprocess
@@ -259,7 +260,5 @@ def test_ffmpeg_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
         for pid in children:  # stopped by PID whatever happened above
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
