@@ -105,3 +105,18 @@ def test_a_run_processes_only_the_bytes_its_partition_is_named_after(media, data
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert "talk.mp4" in failure and "changed since it was registered" in failure
     assert not DataLayout(data_home).video_dir(key).exists()  # nothing of the other bytes stored under this key
+
+
+def test_staging_left_by_a_dead_run_is_removed_by_the_next(media, data_home: Path, instance) -> None:
+    key = add_upload(media.talk(47.0), data_home, instance)
+    staging = data_home / "staging"
+    dead = staging / f"{key}.0b5f3c1e-0000-4000-8000-000000000000"  # a run the instance never finished
+    other_video = staging / "team-a--0123456789abcdef.0b5f3c1e-0000-4000-8000-000000000000"
+    for folder in (dead, other_video):
+        folder.mkdir(parents=True)
+        (folder / "segment_timestamp-0-0.00-30.00.mp4").write_bytes(b"\0" * 4096)
+
+    assert dg.materialize([segments], partition_key=key, instance=instance, resources=RESOURCES).success
+
+    assert not dead.exists() and other_video.exists()  # another video's staging is its own run's business
+    assert [p.name for p in staging.iterdir()] == [other_video.name]

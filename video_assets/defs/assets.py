@@ -67,7 +67,8 @@ def segments(
         )
 
     started = time.perf_counter()
-    staging = layout.staging / f"{key}.{context.run_id[:8]}"
+    _remove_staging_of_dead_runs(context, layout.staging, key)
+    staging = layout.staging / f"{key}.{context.run.run_id}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         return _split_into_place(context, config, settings, layout, record, source, staging, started)
@@ -248,6 +249,16 @@ def _audio_track_label(info: MediaInfo) -> str:
         return "none"
     language = f" ({info.audio_language})" if info.audio_language else ""
     return f"{info.audio_track + 1} of {info.audio_tracks}{language}"
+
+
+def _remove_staging_of_dead_runs(context: dg.AssetExecutionContext, staging_root: Path, key: str) -> None:
+    """A run killed half-way (SIGKILL, OOM) never cleaned its staging folder: the next run of the video
+    does, for every earlier run of it that is no longer in progress."""
+    for folder in staging_root.glob(f"{key}.*"):
+        run = context.instance.get_run_by_id(folder.name.removeprefix(f"{key}."))
+        if run is None or run.is_finished:
+            shutil.rmtree(folder, ignore_errors=True)
+            context.log.info(f"removed {folder.name}: staging left by a run that ended without cleaning it")
 
 
 def _present_sources(store: VideoStoreResource, record: VideoRecord) -> list[tuple[str, Path]]:
