@@ -100,3 +100,43 @@ def test_default_locations_do_not_depend_on_the_current_folder(tmp_path: Path, m
     assert Settings.from_env(environ={}).home_dir == PROJECT / "data"
     assert default_dagster_home() == PROJECT / "dagster_home"
     assert not (tmp_path / "data").exists() and not (tmp_path / "dagster_home").exists()
+
+
+def test_a_killed_ingest_frees_its_pool_and_the_next_ingest_finishes(media, data_home: Path, tmp_path: Path) -> None:
+    """`kill -9` while the run holds the `gpu` pool: the next ingest marks it failed, frees the slot, redoes it."""
+    import signal
+    import time
+
+    from video_assets.defs.runner import dagster_instance
+
+    video = media.talk(62.0)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "video_assets.cli", "ingest", str(video)],
+        cwd=tmp_path,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    instance = dagster_instance()
+    try:
+        deadline = time.monotonic() + 120
+        while not instance.event_log_storage.get_concurrency_info("gpu").active_run_ids:
+            assert first.poll() is None and time.monotonic() < deadline, "the run never took the gpu pool"
+            time.sleep(0.05)
+        (killed,) = instance.event_log_storage.get_concurrency_info("gpu").active_run_ids
+        os.killpg(first.pid, signal.SIGKILL)  # the CLI and everything it started
+        first.wait(timeout=30)
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.STARTED  # nobody knows yet
+
+        started = time.monotonic()
+        again = cli("ingest", str(video), cwd=tmp_path)
+        assert again.returncode == 0 and again.stdout.startswith("OK"), again.stdout + again.stderr
+        assert time.monotonic() - started < 90  # not stuck behind the dead run's pool slot
+
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_info("gpu").active_run_ids
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        instance.dispose()

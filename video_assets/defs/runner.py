@@ -6,6 +6,7 @@ logs, materializations and failures show in the Dagster UI exactly like sensor-s
 
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from video_assets.store.registry import SourceFile, VideoRegistry, identify
 from video_assets.store.uploads import UploadBucket, open_bucket
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+# Which process runs a CLI-started run: "<host>/<pid>/<process start time>" (a reused pid is another process).
+PROCESS_TAG = "video_assets/process"
 
 
 @dataclass
@@ -56,6 +59,7 @@ def ingest_files(
         os.environ["VIDEO_ASSETS_UPLOADS"] = settings.uploads
     bucket = open_bucket(settings.uploads_location)
     registry = VideoRegistry(DataLayout(settings.home_dir))
+    reap_dead_runs(instance)
     outcomes = []
     for path in paths:
         outcome = _ingest_one(Path(path), workspace, bucket, registry, instance)
@@ -108,7 +112,7 @@ def _run(outcome: IngestOutcome, instance: dg.DagsterInstance, job: object) -> I
     result = dg.execute_job(
         job,
         instance=instance,
-        tags={"dagster/partition": outcome.partition_key},
+        tags={"dagster/partition": outcome.partition_key, PROCESS_TAG: this_process()},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # the UI keeps every event
         raise_on_error=False,
     )
@@ -128,6 +132,43 @@ def _run(outcome: IngestOutcome, instance: dg.DagsterInstance, job: object) -> I
     if outcome.path not in outcome.message:
         outcome.message = f"{outcome.path}: {outcome.message}"
     return outcome
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:  # field 22 of /proc/<pid>/stat, after the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _gone(process: str) -> bool:
+    host, _, rest = process.partition("/")
+    pid, _, started = rest.partition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: not ours to judge
+    return not Path(f"/proc/{pid}").exists() or (started != "?" and _start_time(int(pid)) != started)
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs started on this machine whose process is gone (kill -9, OOM): marked failed and their pool
+    slots freed, so neither the next run of the video nor any run waiting on the pool waits forever.
+
+    Dagster's run monitoring cannot do this for runs executed in a CLI process: no launcher watches
+    that process. The CLI calls this before it runs anything, and so does the upload sensor each tick.
+    """
+    in_progress = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    reaped = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=in_progress)):
+        process = run.tags.get(PROCESS_TAG)
+        if process and _gone(process):
+            instance.report_run_failed(run, f"the process that ran it ({process}) is gone: killed or out of memory")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            reaped.append(run.run_id)
+    return reaped
 
 
 def video_states(settings: Settings, instance: dg.DagsterInstance) -> list[dict]:

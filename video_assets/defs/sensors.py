@@ -29,6 +29,10 @@ def _report(context: dg.SensorEvaluationContext, level: int, message: str) -> No
     description="Watches <bucket>/<workspace>/** and starts one run per new video (by content).",
 )
 def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource) -> dg.SensorResult:
+    from video_assets.defs.runner import reap_dead_runs
+
+    for run_id in reap_dead_runs(context.instance):
+        _report(context, logging.WARNING, f"run {run_id} lost its process (killed?): marked failed, pool slots freed")
     settings = store.settings()
     bucket = store.bucket()
     registry = store.registry()
