@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,65 +137,30 @@ def test_workspaces_never_see_each_other(ingested: dict, four_scenes: Path) -> N
     assert search("lava from the volcano", workspace="team-c", settings=settings) == []
 
 
-def test_cli_search_json(ingested: dict) -> None:
-    import subprocess
-    import sys
+def cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`video-assets ARGS` in a fresh process on the data root `home`, as a person runs it."""
+    command = [sys.executable, "-m", "video_assets.cli", *args]
+    environment = {**os.environ, "VIDEO_ASSETS_HOME": str(home), **env}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
 
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "video_assets.cli",
-            "search",
-            "repairing the gears of a bike",
-            "-w",
-            "team-a",
-            "--json",
-            "-n",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "VIDEO_ASSETS_HOME": str(ingested["settings"].home_dir)},
+
+def test_cli_search_json(ingested: dict) -> None:
+    run = cli(
+        ingested["settings"].home_dir, "search", "repairing the gears of a bike", "-w", "team-a", "--json", "-n", "3"
     )
     assert run.returncode == 0, run.stderr
     hits = json.loads(run.stdout)
-    assert set(hits[0]) == {
-        "file",
-        "partition",
-        "segment",
-        "start",
-        "end",
-        "score",
-        "keyword_match",
-        "language",
-        "text",
-    }
+    fields = {"file", "partition", "segment", "start", "end", "score", "keyword_match", "language", "text"}
+    assert set(hits[0]) == fields
     assert hits[0]["segment"] == 1 and hits[0]["start"] == 30.0 and hits[0]["end"] == 60.0
     assert hits[0]["language"] == "en" and 0.0 < hits[0]["score"] <= 1.0
 
 
 def test_cli_blank_query_exits_2_naming_it(ingested: dict) -> None:
-    import subprocess
-    import sys
-
-    env = {**os.environ, "VIDEO_ASSETS_HOME": str(ingested["settings"].home_dir)}
-    run = subprocess.run(
-        [sys.executable, "-m", "video_assets.cli", "search", " ", "-w", "team-a"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    home = ingested["settings"].home_dir
+    run = cli(home, "search", " ", "-w", "team-a")
     assert run.returncode == 2 and "query ' ' is empty" in run.stderr and not run.stdout
-    run = subprocess.run(
-        [sys.executable, "-m", "video_assets.cli", "search", "zorblax quintessence flimflam", "-w", "team-a"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    run = cli(home, "search", "zorblax quintessence flimflam", "-w", "team-a")
     assert run.returncode == 0 and "nothing in workspace 'team-a' matches" in run.stdout
 
 
@@ -228,30 +195,27 @@ def test_italian_speech_is_transcribed_in_italian_and_found_in_english(italian: 
 
 
 def test_reindex_rebuilds_the_index_from_stored_texts_for_another_model(ingested: dict, tmp_path: Path) -> None:
+    import functools
     import shutil
-    import subprocess
-    import sys
 
     home = tmp_path / "data"
     shutil.copytree(ingested["settings"].home_dir, home)
-    env = {**os.environ, "VIDEO_ASSETS_HOME": str(home)}
+    cli_here = functools.partial(cli, home)
 
-    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "video_assets.cli", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**env, **extra})
-
-    before = json.loads(cli("search", "fixing a bike", "-w", "team-a", "--json").stdout)
+    before = json.loads(cli_here("search", "fixing a bike", "-w", "team-a", "--json").stdout)
     videos = len(list(home.glob("segments/*/*/segments_metadata.json")))  # team-b's too, once that test ran
-    minilm = cli("reindex", VIDEO_EMBEDDING_MODEL="all-MiniLM-L6-v2")
+    minilm = cli_here("reindex", VIDEO_EMBEDDING_MODEL="all-MiniLM-L6-v2")
     assert minilm.returncode == 0, minilm.stderr
     assert f"{videos} video(s)" in minilm.stdout and f"{4 * videos} segment and {videos} description" in minilm.stdout
 
     # The index now holds another model's vectors: search says so instead of quietly finding nothing.
-    refused = cli("search", "fixing a bike", "-w", "team-a")
+    refused = cli_here("search", "fixing a bike", "-w", "team-a")
     assert refused.returncode == 1 and "all-MiniLM-L6-v2" in refused.stderr and "video-assets reindex" in refused.stderr
-    with_minilm = cli("search", "fixing a bike", "-w", "team-a", "--json", VIDEO_EMBEDDING_MODEL="all-MiniLM-L6-v2")
+    with_minilm = cli_here(
+        "search", "fixing a bike", "-w", "team-a", "--json", VIDEO_EMBEDDING_MODEL="all-MiniLM-L6-v2"
+    )
     assert json.loads(with_minilm.stdout)[0]["segment"] == 1
 
-    assert cli("reindex").returncode == 0
-    after = json.loads(cli("search", "fixing a bike", "-w", "team-a", "--json").stdout)
+    assert cli_here("reindex").returncode == 0
+    after = json.loads(cli_here("search", "fixing a bike", "-w", "team-a", "--json").stdout)
     assert after == before  # the stored texts give back exactly the points the assets wrote
