@@ -111,8 +111,14 @@ def probe(path: str | Path) -> MediaInfo:
             audio_channels=audio.codec_context.channels if audio else None,
             audio_track=audio_track,
             audio_tracks=len(container.streams.audio),
-            audio_language=(audio.metadata.get("language") or None) if audio else None,
+            audio_language=_language_tag(audio) if audio else None,
         )
+
+
+def _language_tag(stream: av.AudioStream) -> str | None:
+    """The track's language, None for the "undetermined" tag muxers write by default."""
+    language = stream.metadata.get("language")
+    return None if not language or language == "und" else language
 
 
 def _main_audio_track(container: av.container.InputContainer) -> int | None:
