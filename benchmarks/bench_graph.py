@@ -100,7 +100,7 @@ def run_log(run_id: str, launched: float, exited: float) -> dict[str, Any]:
     """Step durations (STEP_START -> STEP_SUCCESS) and the assets' metadata, from the instance in DAGSTER_HOME."""
     import dagster as dg
 
-    from video_assets.defs.runner import dagster_instance
+    from video_assets.defs.instance import dagster_instance
 
     instance = dagster_instance()
     events = instance.all_logs(run_id)

@@ -5,7 +5,8 @@ import dagster as dg
 from video_assets.defs.assets import build_transcripts, segments
 from video_assets.defs.checks import video_checks
 from video_assets.defs.code_versions import model_code_versions
-from video_assets.defs.jobs import process_video_job
+from video_assets.defs.common import transient_retries
+from video_assets.defs.jobs import build_process_video_job
 from video_assets.defs.resources import (
     CaptionerResource,
     EmbedderResource,
@@ -22,9 +23,13 @@ from video_assets.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     versions = model_code_versions(settings)
     return dg.Definitions(
-        assets=[segments, build_transcripts(versions["transcripts"]), *build_search_assets(versions)],
+        assets=[
+            segments,
+            build_transcripts(versions["transcripts"]),
+            *build_search_assets(versions, transient_retries(settings)),
+        ],
         asset_checks=video_checks,
-        jobs=[process_video_job],
+        jobs=[build_process_video_job(settings)],
         sensors=[upload_sensor, follow_changed_content],
         resources={
             "store": VideoStoreResource(),

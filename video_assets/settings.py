@@ -33,6 +33,17 @@ class Settings:
         "VIDEO_ASSETS_UPLOADS", "", "upload bucket: a folder, or s3://bucket/prefix (default <home>/uploads)"
     )
     workspace: str = _env_field("VIDEO_ASSETS_WORKSPACE", DEFAULT_WORKSPACE, "workspace for ingest and search")
+    step_retries: int = _env_field(
+        "VIDEO_STEP_RETRIES", 2, "retries of a step that failed on a transient error (vector store busy, chat endpoint)"
+    )
+    step_retry_delay: float = _env_field(
+        "VIDEO_STEP_RETRY_DELAY_SECONDS", 15.0, "first delay before such a retry; doubled for each next one"
+    )
+    run_max_runtime: float = _env_field(
+        "VIDEO_RUN_MAX_RUNTIME_SECONDS",
+        6 * 3600.0,
+        "a run of one video still going after this long is failed by run monitoring (the `dagster/max_runtime` tag)",
+    )
 
     segment_length: float = _env_field("VIDEO_SEGMENT_LENGTH", 30.0, "target segment length, seconds")
     min_segment_length: float = _env_field(
@@ -130,6 +141,8 @@ class Settings:
             raise ValueError(f"VIDEO_SEGMENT_LENGTH must be positive, got {self.segment_length}")
         if not 0 <= self.min_segment_length < self.segment_length:
             raise ValueError("VIDEO_MIN_SEGMENT_LENGTH must be >= 0 and below VIDEO_SEGMENT_LENGTH")
+        if self.run_max_runtime <= 0:
+            raise ValueError(f"VIDEO_RUN_MAX_RUNTIME_SECONDS must be positive, got {self.run_max_runtime}")
         if self.frames_per_segment < 1:
             raise ValueError(f"VIDEO_FRAMES_PER_SEGMENT must be >= 1, got {self.frames_per_segment}")
         try:

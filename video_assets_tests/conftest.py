@@ -101,7 +101,7 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def instance(data_home: Path) -> Iterator[dg.DagsterInstance]:
     """The project's own dagster.yaml (SQLite, pools, run monitoring) under a fresh DAGSTER_HOME."""
-    from video_assets.defs.runner import dagster_instance
+    from video_assets.defs.instance import dagster_instance
 
     test_instance = dagster_instance()
     yield test_instance

@@ -107,7 +107,7 @@ def test_a_killed_ingest_frees_its_pool_and_the_next_ingest_finishes(media, data
     import signal
     import time
 
-    from video_assets.defs.runner import dagster_instance
+    from video_assets.defs.instance import dagster_instance
 
     video = media.talk(62.0)
     first = subprocess.Popen(

@@ -60,6 +60,10 @@ def test_description_from_the_endpoint_with_retries_and_no_half_writes(
     meta = instance.get_latest_materialization_event(dg.AssetKey("description")).asset_materialization.metadata
     assert meta["method"].value == "llm" and meta["endpoint"].value == server.base_url
 
+    # An endpoint down for longer than the client's retries: the step's RetryPolicy tries again later.
+    monkeypatch.setenv("VIDEO_STEP_RETRIES", "1")
+    monkeypatch.setenv("VIDEO_STEP_RETRY_DELAY_SECONDS", "0.05")
+    defs = build_definitions(Settings.from_env())
     with ChatServer(then=500) as failing:
         summarizer = SummarizerResource(
             base_url=failing.base_url, model="test-model", retry_base_delay=0.01, max_retries=2
@@ -73,7 +77,8 @@ def test_description_from_the_endpoint_with_retries_and_no_half_writes(
             raise_on_error=False,
             run_config={"ops": {"description": {"config": {"force": True}}}},
         )
-        assert len(failing.requests) == 3  # one try and two retries
+        assert len(failing.requests) == 6  # two step attempts, each one try and two client retries
+    assert [e.event_type_value for e in result.all_events].count("STEP_UP_FOR_RETRY") == 1
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert failing.base_url in failure and "500" in failure

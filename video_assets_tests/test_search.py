@@ -37,7 +37,7 @@ def four_scenes(media) -> Path:
 
 def ingest_once(video: Path, root: Path, workspace: str, **env_vars: str) -> Iterator[dict]:
     """`video` through the whole graph in a fresh data root and instance; yields what the tests read."""
-    from video_assets.defs.runner import dagster_instance
+    from video_assets.defs.instance import dagster_instance
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VIDEO_ASSETS_HOME", str(root / "data"))

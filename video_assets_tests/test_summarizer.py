@@ -79,10 +79,11 @@ def test_persistent_server_error_names_the_endpoint_and_status_never_the_key(
 
 
 def test_client_errors_fail_at_once() -> None:
-    with ChatServer(then=401) as server, pytest.raises(SummarizerError, match="HTTP 401"):
+    with ChatServer(then=401) as server, pytest.raises(SummarizerError, match="HTTP 401") as failure:
         summarize(server)
 
     assert len(server.requests) == 1
+    assert not failure.value.transient  # the step is not retried either: a wrong key stays wrong
 
 
 def test_connection_refused_is_retried_then_reported() -> None:
@@ -91,6 +92,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
     # The server is stopped: nothing listens on its port any more.
     with pytest.raises(SummarizerError, match="APIConnectionError") as failure:
         summarize_video(SEGMENTS, base_url=base_url, api_key=FAKE_KEY, model="m", max_retries=1, retry_base_delay=0.01)
+    assert failure.value.transient  # the description step's RetryPolicy tries again later
 
     assert base_url in str(failure.value) and "2 attempt" in str(failure.value)
 

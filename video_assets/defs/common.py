@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from video_assets.defs.partitions import videos_partitions
+from video_assets.settings import Settings
 from video_assets.timecodes import clock
 
 GROUP = "video"
@@ -17,11 +18,28 @@ def video_asset(**kwargs: Any) -> Any:
     return dg.asset(partitions_def=videos_partitions, group_name=GROUP, **kwargs)
 
 
-def fail(context: dg.OpExecutionContext, error: Exception | str, **metadata: object) -> dg.Failure:
-    """A failure whose message names the file (or endpoint) and the cause, in the run's log and the UI."""
+def fail(
+    context: dg.OpExecutionContext, error: Exception | str, *, transient: bool = False, **metadata: object
+) -> dg.Failure:
+    """A failure whose message names the file (or endpoint) and the cause, in the run's log and the UI.
+
+    Only a transient one (an endpoint down, a store busy) is retried by the step's RetryPolicy: a file
+    that is not a video stays one however often it is read.
+    """
     message = str(error)
     context.log.error(message)
-    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
+    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=transient)
+
+
+def transient_retries(settings: Settings) -> dg.RetryPolicy:
+    """For steps that talk to another system: a busy vector store or an endpoint that is down for
+    longer than the client's own retries gets another chance minutes later, not a failed run."""
+    return dg.RetryPolicy(
+        max_retries=settings.step_retries,
+        delay=settings.step_retry_delay,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
 
 
 def digest(value: object) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import numpy as np
 
+from video_assets.defs.run_health import record_run_process
 from video_assets.models import whisper
 from video_assets.settings import Settings
 from video_assets.store.documents import load_document
@@ -32,6 +33,12 @@ class VideoStoreResource(dg.ConfigurableResource):
 
     home: str = ""
     uploads: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every step of a run uses this resource, in the run worker's process (the job's executor is
+        # in-process): recording that process lets a run whose worker was killed be detected.
+        if context.dagster_run is not None and context.instance is not None:
+            record_run_process(context.instance, context.dagster_run)
 
     def settings(self) -> Settings:
         return Settings.from_env(home=self.home or None, uploads=self.uploads or None)

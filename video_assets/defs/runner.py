@@ -1,28 +1,43 @@
 """Running the per-video job through the configured Dagster instance, for the CLI.
 
-Runs go through `execute_job` against `DagsterInstance.get()` (DAGSTER_HOME), so every run, its
-logs, materializations and failures show in the Dagster UI exactly like sensor-started runs.
+Runs are created in the instance under DAGSTER_HOME and executed in this process, so every run, its
+logs, materializations and failures show in the Dagster UI exactly like sensor-started runs. One
+video has at most one run in progress, whoever started it: a CLI that finds a run of the video
+in progress (another CLI's, the sensor's, a UI launch) waits for it and reports its result.
 """
 
+import fcntl
 import os
-import shutil
-import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.execution.api import execute_run as dg_execute_run  # runs a run created here, as execute_job does
 
+from video_assets.defs.instance import daemon_running, dagster_instance
 from video_assets.defs.partitions import videos_partitions
-from video_assets.locations import default_dagster_home
+from video_assets.defs.run_health import PROCESS_TAG, REAPED_TAG, reap_dead_runs, this_process
 from video_assets.media.errors import MediaError
 from video_assets.settings import Settings
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import SourceFile, VideoRegistry, identify
 from video_assets.store.uploads import UploadBucket, open_bucket
 
-REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
-# Which process runs a CLI-started run: "<host>/<pid>/<process start time>" (a reused pid is another process).
-PROCESS_TAG = "video_assets/process"
+__all__ = ["IngestOutcome", "dagster_instance", "ingest_files", "video_states"]
+# Runs of one video waiting in the daemon's queue or running: a CLI joins them instead of starting another.
+WAITING_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -37,15 +52,6 @@ class IngestOutcome:
     @property
     def ok(self) -> bool:
         return self.status != "failed"
-
-
-def dagster_instance() -> dg.DagsterInstance:
-    """The instance under DAGSTER_HOME (default: see locations.py), set up with the repo's dagster.yaml."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default_dagster_home())))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and REPO_DAGSTER_YAML.exists():
-        shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
-    return dg.DagsterInstance.get()
 
 
 def ingest_files(
@@ -64,7 +70,7 @@ def ingest_files(
     for path in paths:
         outcome = _ingest_one(Path(path), workspace, bucket, registry, instance)
         if outcome.status == "queued":
-            outcome = _run(outcome, instance, dg.reconstructable(process_video))
+            outcome = _run_once(outcome, instance, settings, dg.reconstructable(process_video))
         outcomes.append(outcome)
     return outcomes
 
@@ -84,7 +90,6 @@ def _ingest_one(
         return IngestOutcome(str(path), "failed", message=f"{path}: {exc}")
     if instance.has_dynamic_partition(videos_partitions.name, key) and _materialized(instance, key):
         return IngestOutcome(str(path), "duplicate", key, f"same bytes as {', '.join(record.names)}")
-    instance.add_dynamic_partitions(videos_partitions.name, [key])
     return IngestOutcome(str(path), "queued", key)
 
 
@@ -102,73 +107,145 @@ def _bucket_name(bucket: UploadBucket, workspace: str, name: str, key: str) -> s
 
 def _materialized(instance: dg.DagsterInstance, key: str) -> bool:
     """Every asset of the job is materialized for this video: nothing left to do."""
+    return all(key in instance.get_materialized_partitions(asset_key) for asset_key in _job_assets())
+
+
+def _run_once(
+    outcome: IngestOutcome, instance: dg.DagsterInstance, settings: Settings, job: ReconstructableJob
+) -> IngestOutcome:
+    """Run the video's missing assets, or wait for the run of it already in progress.
+
+    Deciding and creating happen under a lock per video, so two CLIs never both create a run; runs the
+    daemon starts (sensor, UI, backfills) are kept to one per video by the run queue's tag limit on
+    `dagster/partition` (dagster.yaml) and seen here as in progress.
+    """
+    key = outcome.partition_key
+    waited: dg.DagsterRun | None = None
+    while True:
+        with _video_lock(settings, key):
+            reap_dead_runs(instance, key)
+            active = _run_in_progress(instance, key)
+            if active is not None and active.status == dg.DagsterRunStatus.QUEUED and not daemon_running(instance):
+                instance.report_run_canceled(
+                    active, "no dagster-daemon is running to dequeue it: `video-assets ingest` ran the video instead"
+                )
+                continue
+            if active is None:
+                if waited is not None and not _died(waited := instance.get_run_by_id(waited.run_id)):
+                    return _report(outcome, instance, waited)  # it finished: its result is this video's
+                todo = _unmaterialized(instance, key)
+                if not todo:
+                    outcome.status = "processed"
+                    return outcome
+                _add_partition(instance, key)
+                run = instance.create_run_for_job(
+                    job_def=job.get_definition(),
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # the UI keeps all
+                    tags={
+                        "dagster/partition": key,
+                        "dagster/max_runtime": str(int(settings.run_max_runtime)),
+                        PROCESS_TAG: this_process(),
+                    },
+                    asset_selection=todo if todo != _job_assets() else None,
+                    job_code_origin=job.get_python_origin(),
+                )
+        if active is None:
+            dg_execute_run(job, run, instance)
+            return _report(outcome, instance, instance.get_run_by_id(run.run_id))
+        print(
+            f"video-assets: {outcome.path}: run {active.run_id[:8]} of video {key} is {active.status.value.lower()}; "
+            "waiting for it",
+            file=sys.stderr,
+        )
+        waited = _wait(instance, active)
+
+
+@contextmanager
+def _video_lock(settings: Settings, key: str) -> Iterator[None]:
+    path = settings.home_dir / "locks" / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _add_partition(instance: dg.DagsterInstance, key: str) -> None:
+    """The sensor may add the same partition at this very moment: the partition existing is success."""
+    if instance.has_dynamic_partition(videos_partitions.name, key):
+        return
+    try:
+        instance.add_dynamic_partitions(videos_partitions.name, [key])
+    except Exception:
+        if not instance.has_dynamic_partition(videos_partitions.name, key):
+            raise
+
+
+def _job_assets() -> set[dg.AssetKey]:
     from video_assets.definitions import defs
 
-    asset_keys = defs.resolve_job_def("process_video").asset_layer.selected_asset_keys
-    return all(key in instance.get_materialized_partitions(asset_key) for asset_key in asset_keys)
+    return set(defs.resolve_job_def("process_video").asset_layer.selected_asset_keys)
 
 
-def _run(outcome: IngestOutcome, instance: dg.DagsterInstance, job: object) -> IngestOutcome:
-    result = dg.execute_job(
-        job,
-        instance=instance,
-        tags={"dagster/partition": outcome.partition_key, PROCESS_TAG: this_process()},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # the UI keeps every event
-        raise_on_error=False,
+def _run_in_progress(instance: dg.DagsterInstance, key: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name="process_video", statuses=WAITING_STATUSES, tags={"dagster/partition": key}),
+        limit=1,
     )
-    outcome.run_id = result.run_id
-    if result.success:
+    return runs[0] if runs else None
+
+
+def _wait(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """Until the run ends; a run whose process dies meanwhile is reaped, so this never waits forever."""
+    while not (run := instance.get_run_by_id(run.run_id)).is_finished:
+        time.sleep(POLL_SECONDS)
+        reap_dead_runs(instance, run.tags.get("dagster/partition"))
+    return run
+
+
+def _died(run: dg.DagsterRun) -> bool:
+    return run.tags.get(REAPED_TAG) == "true"
+
+
+def _unmaterialized(instance: dg.DagsterInstance, key: str) -> set[dg.AssetKey]:
+    """The job's assets not yet materialized for this video, with everything after them: after a
+    killed run, the next one resumes where it stopped instead of starting over."""
+    from video_assets.definitions import defs
+
+    job_assets = _job_assets()
+    missing = {k for k in job_assets if key not in instance.get_materialized_partitions(k)}
+    if not missing:
+        return set()
+    return dg.AssetSelection.assets(*missing).downstream().resolve(defs.resolve_asset_graph()) & job_assets
+
+
+def _report(outcome: IngestOutcome, instance: dg.DagsterInstance, run: dg.DagsterRun) -> IngestOutcome:
+    outcome.run_id = run.run_id
+    if run.status == dg.DagsterRunStatus.SUCCESS:
         outcome.status = "processed"
         return outcome
     outcome.status = "failed"
-    messages = []
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            messages.append(data.user_failure_data.description)
-        elif data.error:
-            messages.append(f"{event.step_key}: {data.error.message.strip()}")
-    outcome.message = "; ".join(messages) or "run failed (see the run's log in the Dagster UI)"
+    messages = _failure_messages(instance, run)
+    outcome.message = "; ".join(messages) or f"run {run.run_id[:8]} {run.status.value.lower()} (see its log in the UI)"
     if outcome.path not in outcome.message:
         outcome.message = f"{outcome.path}: {outcome.message}"
     return outcome
 
 
-def this_process() -> str:
-    return f"{socket.gethostname()}/{os.getpid()}/{_start_time(os.getpid())}"
-
-
-def _start_time(pid: int) -> str:
-    try:  # field 22 of /proc/<pid>/stat, after the parenthesised command name
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def _gone(process: str) -> bool:
-    host, _, rest = process.partition("/")
-    pid, _, started = rest.partition("/")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's process: not ours to judge
-    return not Path(f"/proc/{pid}").exists() or (started != "?" and _start_time(int(pid)) != started)
-
-
-def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Runs started on this machine whose process is gone (kill -9, OOM): marked failed and their pool
-    slots freed, so neither the next run of the video nor any run waiting on the pool waits forever.
-
-    Dagster's run monitoring cannot do this for runs executed in a CLI process: no launcher watches
-    that process. The CLI calls this before it runs anything, and so does the upload sensor each tick.
-    """
-    in_progress = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-    reaped = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=in_progress)):
-        process = run.tags.get(PROCESS_TAG)
-        if process and _gone(process):
-            instance.report_run_failed(run, f"the process that ran it ({process}) is gone: killed or out of memory")
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-            reaped.append(run.run_id)
-    return reaped
+def _failure_messages(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    messages = []
+    for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = record.dagster_event
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            messages.append(data.user_failure_data.description)
+        elif data.error:
+            messages.append(f"{event.step_key}: {data.error.message.strip()}")
+    if not messages:
+        messages = [r.message for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    return [m for m in messages if m]
 
 
 def video_states(settings: Settings, instance: dg.DagsterInstance) -> list[dict]:

@@ -44,7 +44,7 @@ class RecomputeConfig(dg.Config):
     force: bool = False
 
 
-def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefinition]:
+def build_search_assets(code_versions: dict[str, str], retry_policy: dg.RetryPolicy) -> list[dg.AssetsDefinition]:
     @video_asset(
         name="captions",
         deps=["transcripts"],
@@ -65,6 +65,7 @@ def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefiniti
         pool="vector_store",
         code_version=code_versions["embeddings"],
         automation_condition=FOLLOW_CHANGED_CONTENT,
+        retry_policy=retry_policy,
         description="Segment text (`Caption: … Transcript: …`) as dense + keyword vectors in Qdrant.",
     )
     def embeddings(
@@ -83,6 +84,7 @@ def build_search_assets(code_versions: dict[str, str]) -> list[dg.AssetsDefiniti
         pool="vector_store",
         code_version=code_versions["description"],
         automation_condition=FOLLOW_CHANGED_CONTENT,
+        retry_policy=retry_policy,
         description="A whole-video summary (OpenAI-compatible model, or extractive offline), also embedded.",
     )
     def description(
@@ -240,7 +242,10 @@ def describe_video(
             summary = summarizer.summarize(texts)
         except SummarizerError as exc:  # nothing is stored half: the previous description stays
             raise fail(
-                context, f"{document['files'][0]}: description failed: {exc}", endpoint=summarizer.endpoint()
+                context,
+                f"{document['files'][0]}: description failed: {exc}",
+                transient=exc.transient,
+                endpoint=summarizer.endpoint(),
             ) from exc
         summary_text, method, model, endpoint, chunks = (
             summary.text,

@@ -5,10 +5,10 @@ import time
 
 import dagster as dg
 
-from video_assets.defs.jobs import process_video_job
+from video_assets.defs.jobs import PROCESS_VIDEO
 from video_assets.defs.partitions import videos_partitions
 from video_assets.defs.resources import VideoStoreResource
-from video_assets.defs.runner import reap_dead_runs
+from video_assets.defs.run_health import reap_dead_runs
 from video_assets.media.errors import MediaError
 from video_assets.store.registry import register_upload
 from video_assets.store.uploads import WatchState, settled_uploads
@@ -24,7 +24,7 @@ def _report(context: dg.SensorEvaluationContext, level: int, message: str) -> No
 
 
 @dg.sensor(
-    job=process_video_job,
+    job_name=PROCESS_VIDEO,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches <bucket>/<workspace>/** and starts one run per new video (by content).",

@@ -61,7 +61,9 @@ class Summary:
 
 
 class SummarizerError(RuntimeError):
-    pass
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # the endpoint was unreachable or overloaded, not refusing the request
 
 
 def summarize_video(
@@ -182,7 +184,7 @@ class ChatEndpoint:
                 return (response.choices[0].message.content or "").strip()
             except RETRYABLE as exc:
                 if attempt >= self.max_retries:
-                    raise self._error(exc, attempt + 1) from None
+                    raise self._error(exc, attempt + 1, transient=True) from None
                 delay = self._delay(attempt)
                 logger.warning(
                     "summary request to %s failed (%s); retry %d of %d in %.2f s",
@@ -212,9 +214,10 @@ class ChatEndpoint:
         # Belt and braces: an endpoint echoing the request must not put the key into our messages.
         return cause.replace(self._secret, "***") if self._secret else cause
 
-    def _error(self, exc: Exception, attempts: int) -> SummarizerError:
+    def _error(self, exc: Exception, attempts: int, *, transient: bool = False) -> SummarizerError:
         return SummarizerError(
-            f"summary request to {self.endpoint} failed after {attempts} attempt(s): {self._describe(exc)}"
+            f"summary request to {self.endpoint} failed after {attempts} attempt(s): {self._describe(exc)}",
+            transient=transient,
         )
 
 
