@@ -131,15 +131,16 @@ def segment_frames(home: Path, partition: str) -> list[list[tuple[float, Any]]]:
     """Each segment's (time, RGB image) frames, read from disk as the captions asset reads them."""
     from PIL import Image
 
-    from video_assets.store.atomic import read_json
+    from video_assets.store.documents import assemble_document
     from video_assets.store.layout import DataLayout
 
-    document = read_json(DataLayout(home).segments_metadata(partition))
+    layout = DataLayout(home)
+    document = assemble_document(layout, partition)
     segments = []
     for _, info in sorted(document["segments_info"].items(), key=lambda kv: int(kv[0])):
         frames = []
         for t, path in zip(info["frame_times"], info["frame_paths"]):
-            with Image.open(path) as image:
+            with Image.open(layout.resolve(path)) as image:
                 frames.append((t, image.convert("RGB")))
         segments.append(frames)
     return segments

@@ -102,10 +102,11 @@ def _outcome_line(outcome, settings: Settings) -> str:  # noqa: ANN001
 
 def _video_summary(settings: Settings, key: str) -> dict:
     from video_assets.store.atomic import read_json
+    from video_assets.store.documents import assemble_document
     from video_assets.store.layout import DataLayout
 
     layout = DataLayout(settings.home_dir)
-    document = read_json(layout.segments_metadata(key))
+    document = assemble_document(layout, key)
     transcripts = read_json(layout.transcripts_file(key)) if layout.transcripts_file(key).exists() else {"segments": []}
     return {
         "segment_count": document["segment_count"],

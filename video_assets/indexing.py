@@ -13,8 +13,14 @@ from typing import Any
 
 from video_assets.models.embedder import TextEmbedder, dense_text, segment_text
 from video_assets.store.atomic import read_json
-from video_assets.store.documents import segment_list
-from video_assets.store.layout import DESCRIPTION_FILE, SEGMENTS_METADATA, DataLayout, split_partition_key
+from video_assets.store.documents import assemble, segment_list
+from video_assets.store.layout import (
+    DESCRIPTION_FILE,
+    SEGMENTS_FILE,
+    SEGMENTS_METADATA,
+    DataLayout,
+    split_partition_key,
+)
 from video_assets.store.vector_index import DESCRIPTION, SEGMENT, IndexedText, VectorIndex
 
 
@@ -83,9 +89,11 @@ class ReindexReport:
 
 
 def stored_videos(layout: DataLayout) -> Iterator[tuple[str, Path]]:
-    """(partition key, document path) of every video whose segments are stored."""
-    for path in sorted((layout.home / "segments").glob(f"*/*/{SEGMENTS_METADATA}")):
-        yield f"{path.parent.parent.name}--{path.parent.name}", path
+    """(partition key, folder) of every video whose segments are stored; a folder written before
+    segments.json existed holds only the document."""
+    for folder in sorted(p for p in (layout.home / "segments").glob("*/*") if p.is_dir()):
+        if (folder / SEGMENTS_FILE).exists() or (folder / SEGMENTS_METADATA).exists():
+            yield f"{folder.parent.name}--{folder.name}", folder
 
 
 def reindex(layout: DataLayout, index: VectorIndex, embedder: TextEmbedder) -> ReindexReport:
@@ -97,17 +105,20 @@ def reindex(layout: DataLayout, index: VectorIndex, embedder: TextEmbedder) -> R
     report = ReindexReport()
     index.drop_collection()
     index.ensure_collection(embedder.dimension, embedder.name)
-    for key, path in stored_videos(layout):
+    for key, folder in stored_videos(layout):
         try:
-            document = read_json(path)
             split_partition_key(key)
+            document = assemble(folder)
         except (OSError, ValueError) as exc:
-            report.skipped.append(f"{path.parent}: {exc}")
+            report.skipped.append(f"{folder}: {exc}")
+            continue
+        except KeyError as exc:
+            report.skipped.append(f"{folder}: no field {exc} in its stored files")
             continue
         language = video_language(layout, key)
         points = segment_points(document, key, embedder, language=language)
         report.segment_points += index.replace_partition_points(key, points, kind=SEGMENT)
-        description = _stored_description(layout.video_dir(key))
+        description = _stored_description(folder)
         if description:
             point = description_point(document, key, description, embedder, language=language)
             report.description_points += index.replace_partition_points(key, [point], kind=DESCRIPTION)

@@ -39,7 +39,8 @@ def test_materialize_segments_and_transcripts(media, data_home: Path, instance: 
     result = dg.materialize([segments, transcripts], partition_key=key, instance=instance, resources=RESOURCES)
     assert result.success
 
-    video_dir = DataLayout(data_home).video_dir(key)
+    layout = DataLayout(data_home)
+    video_dir = layout.video_dir(key)
     document = json.loads((video_dir / "segments_metadata.json").read_text())
     assert document["processing_completed"] is True
     assert document["segment_count"] == 2 and document["total_duration"] == pytest.approx(62.0, abs=0.1)
@@ -52,8 +53,9 @@ def test_materialize_segments_and_transcripts(media, data_home: Path, instance: 
     first, second = document["segments_info"]["0"], document["segments_info"]["1"]
     assert (first["start_time"], first["end_time"], second["start_time"], second["end_time"]) == (0.0, 30.0, 30.0, 62.0)
     assert first["frame_times"] == [0.0, 6.0, 12.0, 18.0, 24.0]
-    assert Path(second["video_segment_path"]).name == "segment_timestamp-1-30.00-62.00.mp4"
-    assert all(Path(p).is_file() for s in (first, second) for p in s["frame_paths"] + [s["video_segment_path"]])
+    assert second["video_segment_path"] == layout.relative(video_dir / "segment_timestamp-1-30.00-62.00.mp4")
+    stored = [p for s in (first, second) for p in s["frame_paths"] + [s["video_segment_path"]]]
+    assert not any(Path(p).is_absolute() for p in stored) and all(layout.resolve(p).is_file() for p in stored)
 
     # The spoken words land in the segment where they were said. Synthetic speech is heard with a
     # margin that differs by CPU and model version: a word-error-rate bound and most keywords, never one word.

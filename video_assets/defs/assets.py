@@ -19,14 +19,9 @@ from video_assets.media.probe import MediaInfo, probe
 from video_assets.media.segmenter import AUDIO_FILE, FRAMES_DIR, SplitResult, split_video
 from video_assets.models.whisper import assign_words, join_words, words_as_dicts
 from video_assets.settings import Settings
-from video_assets.store.atomic import atomic_write_json, replace_directory
-from video_assets.store.documents import (
-    carry_forward,
-    new_document,
-    segment_bounds,
-    set_segment_field,
-)
-from video_assets.store.layout import SEGMENTS_METADATA, DataLayout, content_hash
+from video_assets.store.atomic import atomic_write_json
+from video_assets.store.documents import new_segments_record, segment_bounds, store_segments
+from video_assets.store.layout import DataLayout, content_hash
 from video_assets.store.registry import VideoRecord
 
 
@@ -41,7 +36,8 @@ class SegmentsConfig(dg.Config):
 @video_asset(
     kinds={"ffmpeg", "video"},
     pool="media",
-    code_version="segments-1",
+    # v2: segments.json of its own, paths relative to the data root.
+    code_version="segments-2",
     description="Fixed-length segments (stream copy where keyframes allow), sampled frames and 16 kHz audio.",
 )
 def segments(
@@ -102,24 +98,21 @@ def _split_into_place(
         raise fail(context, exc, file=exc.path, cause=exc.cause) from exc
 
     final_dir = layout.video_dir(key)
-    segment_rows = _segment_rows(split, final_dir)
-    document = new_document(
+    segment_rows = _segment_rows(split, layout, final_dir)
+    segments_record = new_segments_record(
+        partition_key=key,
         video_name=record.names[0],
+        files=record.names,
+        sha256=record.sha256,
         file_size=info.size,
         duration=info.duration,
+        # The upload that was cut: relative too when the bucket is the data root's own uploads/ folder.
+        media=info.as_dict() | {"path": layout.relative(info.path)},
+        cut_method=split.method,
+        audio_path=layout.relative(final_dir / AUDIO_FILE) if split.audio_path else None,
         segments=segment_rows,
-        extra={
-            "partition_key": key,
-            "files": record.names,
-            "sha256": record.sha256,
-            "media": info.as_dict(),
-            "cut_method": split.method,
-            "audio_path": str(final_dir / AUDIO_FILE) if split.audio_path else None,
-        },
     )
-    kept = carry_forward(final_dir, staging, document)
-    atomic_write_json(staging / SEGMENTS_METADATA, document)
-    replace_directory(staging, final_dir)  # a failed run never replaced what an earlier run stored
+    kept = store_segments(layout, key, staging, segments_record)
     if kept:
         context.log.info(f"{key}: same segments as before; kept {', '.join(kept)}")
 
@@ -185,13 +178,13 @@ def transcribe_video(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     layout = store.layout()
-    document_path, document = store.document(key)
+    document = store.document(key)
     bounds = segment_bounds(document)
     started = time.perf_counter()
-    audio_path = layout.video_dir(key) / AUDIO_FILE
+    audio_path = layout.resolve(document["audio_path"]) if document.get("audio_path") else None
     runtime = None
     note = ""
-    if document.get("audio_path") and audio_path.exists():
+    if audio_path and audio_path.exists():
         audio = read_wav_16k(audio_path)
         transcription, runtime = whisper.transcribe(audio)
         buckets = assign_words(transcription.words, bounds)
@@ -219,7 +212,7 @@ def transcribe_video(
             ],
         },
     )
-    set_segment_field(document_path, "transcript", texts)
+    store.write_document(key)
 
     word_count = sum(len(words) for words in buckets)
     duration = document["total_duration"]
@@ -279,8 +272,8 @@ def _with_recorded_bytes(present: list[tuple[str, Path]], record: VideoRecord) -
     return None
 
 
-def _segment_rows(split: SplitResult, final_dir: Path) -> list[dict]:
-    """Rows for the document, with the paths the files will have once staging is swapped in."""
+def _segment_rows(split: SplitResult, layout: DataLayout, final_dir: Path) -> list[dict]:
+    """Rows for segments.json, with the paths the files will have once staging is swapped in."""
     return [
         {
             "index": seg.index,
@@ -288,8 +281,8 @@ def _segment_rows(split: SplitResult, final_dir: Path) -> list[dict]:
             "start": seg.start,
             "end": seg.end,
             "frame_times": [f.time for f in seg.frames],
-            "frame_paths": [str(final_dir / FRAMES_DIR / f.path.name) for f in seg.frames],
-            "path": str(final_dir / seg.file_name),
+            "frame_paths": [layout.relative(final_dir / FRAMES_DIR / f.path.name) for f in seg.frames],
+            "path": layout.relative(final_dir / seg.file_name),
         }
         for seg in split.segments
     ]

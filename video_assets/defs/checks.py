@@ -17,7 +17,7 @@ COVERAGE_TOLERANCE_SECONDS = 1.0
     description="Segments cover the video within 1 s, without gaps.",
 )
 def segments_cover_duration(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
-    document = store.document(context.partition_key)[1]
+    document = store.document(context.partition_key)
     bounds = segment_bounds(document)
     gaps = [round(b[0] - a[1], 3) for a, b in zip(bounds, bounds[1:]) if abs(b[0] - a[1]) > 0.01]
     uncovered = (
@@ -33,13 +33,12 @@ def segments_cover_duration(context: dg.AssetCheckExecutionContext, store: Video
     asset="segments", partitions_def=videos_partitions, description="Every segment has its sampled frames on disk."
 )
 def frames_exist(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
-    from pathlib import Path
-
-    document = store.document(context.partition_key)[1]
+    layout = store.layout()
+    document = store.document(context.partition_key)
     missing = [
         index
         for index, info in document["segments_info"].items()
-        if not info["frame_paths"] or not all(Path(p).is_file() for p in info["frame_paths"])
+        if not info["frame_paths"] or not all(layout.resolve(p).is_file() for p in info["frame_paths"])
     ]
     return dg.AssetCheckResult(passed=not missing, metadata={"segments_missing_frames": dg.MetadataValue.json(missing)})
 
@@ -49,7 +48,7 @@ def frames_exist(context: dg.AssetCheckExecutionContext, store: VideoStoreResour
 )
 def transcript_present(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
     layout = store.layout()
-    _, document = store.document(context.partition_key)
+    document = store.document(context.partition_key)
     has_audio = bool(document.get("audio_path"))
     words = sum(len(s["words"]) for s in read_json(layout.transcripts_file(context.partition_key))["segments"])
     return dg.AssetCheckResult(
@@ -67,7 +66,7 @@ def one_point_per_segment(
 ) -> dg.AssetCheckResult:
     from video_assets.store.vector_index import SEGMENT
 
-    expected = store.document(context.partition_key)[1]["segment_count"]
+    expected = store.document(context.partition_key)["segment_count"]
     with vectors.open() as index:
         stored = index.count(partition_key=context.partition_key, kind=SEGMENT)
     return dg.AssetCheckResult(passed=stored == expected, metadata={"segments": expected, "points": stored})
@@ -75,7 +74,7 @@ def one_point_per_segment(
 
 @dg.asset_check(asset="description", partitions_def=videos_partitions, description="The description is not empty.")
 def description_non_empty(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
-    text = store.document(context.partition_key)[1]["document_data"]["description"]
+    text = store.document(context.partition_key)["document_data"]["description"]
     return dg.AssetCheckResult(passed=bool(text.strip()), metadata={"characters": len(text)})
 
 

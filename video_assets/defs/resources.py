@@ -7,7 +7,6 @@ any data root; the launchpad or a test may set them explicitly.
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -16,7 +15,7 @@ import numpy as np
 from video_assets.defs.run_health import record_run_process
 from video_assets.models import whisper
 from video_assets.settings import Settings
-from video_assets.store.documents import load_document
+from video_assets.store.documents import assemble_document, write_document
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import VideoRegistry
 from video_assets.store.uploads import UploadBucket, open_bucket
@@ -46,10 +45,13 @@ class VideoStoreResource(dg.ConfigurableResource):
     def layout(self) -> DataLayout:
         return DataLayout(self.settings().home_dir)
 
-    def document(self, key: str) -> tuple[Path, dict]:
-        """`segments_metadata.json` of a video: its path (for updates) and its content."""
-        path = self.layout().segments_metadata(key)
-        return path, load_document(path)
+    def document(self, key: str) -> dict:
+        """A video's document, assembled from each asset's own file (not read from the exported copy)."""
+        return assemble_document(self.layout(), key)
+
+    def write_document(self, key: str) -> dict:
+        """Rebuild the exported `segments_metadata.json`, after an asset stored its own file."""
+        return write_document(self.layout(), key)
 
     def registry(self) -> VideoRegistry:
         return VideoRegistry(self.layout())

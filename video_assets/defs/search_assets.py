@@ -22,8 +22,7 @@ from video_assets.defs.resources import (
     VideoStoreResource,
 )
 from video_assets.store.atomic import atomic_write_json, read_json
-from video_assets.store.documents import segment_list, set_description, set_segment_field
-from video_assets.store.layout import CAPTIONS_FILE, DESCRIPTION_FILE, EMBEDDINGS_FILE
+from video_assets.store.documents import segment_list
 from video_assets.store.vector_index import DESCRIPTION, SEGMENT
 from video_assets.timecodes import clock
 
@@ -105,14 +104,13 @@ def caption_video(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     layout = store.layout()
-    document_path, document = store.document(key)
-    segments = segment_list(document)
+    segments = segment_list(store.document(key))
     started = time.perf_counter()
     captioner = captioner_resource.load()
     results = []
     try:
         for seg in segments:
-            frames = [(t, _open_rgb(Path(p))) for t, p in zip(seg["frame_times"], seg["frame_paths"])]
+            frames = [(t, _open_rgb(layout.resolve(p))) for t, p in zip(seg["frame_times"], seg["frame_paths"])]
             results.append(captioner.caption_segment(frames, seg["transcript"]))
     finally:
         captioner.release()  # GPU memory goes back after the step, not at process exit
@@ -122,7 +120,7 @@ def caption_video(
     frame_count = sum(len(r.frames) for r in results)
     reused = sum(1 for r in results for f in r.frames if f.reused_from is not None)
     atomic_write_json(
-        layout.video_dir(key) / CAPTIONS_FILE,
+        layout.captions_file(key),
         {
             "partition_key": key,
             "model": captioner.name,
@@ -133,7 +131,7 @@ def caption_video(
             ],
         },
     )
-    set_segment_field(document_path, "caption", texts)
+    store.write_document(key)
     return dg.MaterializeResult(
         metadata={
             "model": captioner.name,
@@ -163,13 +161,13 @@ def embed_video(
 
     key = context.partition_key
     layout = store.layout()
-    _, document = store.document(key)
+    document = store.document(key)
     texts = segment_texts(document)
     language = video_language(layout, key)
     started = time.perf_counter()
     embedder = embedder_resource.load()
     fingerprint = digest([embedder.name, texts, language])
-    manifest_path = layout.video_dir(key) / EMBEDDINGS_FILE
+    manifest_path = layout.embeddings_file(key)
 
     with vectors.open() as index:
         index.ensure_collection(embedder.dimension, embedder.name)
@@ -214,7 +212,7 @@ def describe_video(
 
     key = context.partition_key
     layout = store.layout()
-    document_path, document = store.document(key)
+    document = store.document(key)
     segments = segment_list(document)
     # A language model reads the timeline; the offline extractive summary picks from what was said
     # (or, for a silent video, from what was shown).
@@ -224,7 +222,7 @@ def describe_video(
         texts = [seg["transcript"] for seg in segments if seg["transcript"]] or [seg["caption"] for seg in segments]
     started = time.perf_counter()
     fingerprint = digest([summarizer.endpoint() and summarizer.model_name(), texts])
-    stored_path = layout.video_dir(key) / DESCRIPTION_FILE
+    stored_path = layout.description_file(key)
     embedder = embedder_resource.load()
 
     if not force and _same_inputs(stored_path, fingerprint):
@@ -275,7 +273,7 @@ def describe_video(
             "chunks": chunks,
         },
     )
-    set_description(document_path, summary_text)
+    store.write_document(key)
     return dg.MaterializeResult(
         metadata={
             "description": dg.MetadataValue.md(summary_text or "_empty_"),

@@ -7,10 +7,13 @@ umask, instead of mkstemp's 0600.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +86,18 @@ def replace_directory(staging: Path, final: Path) -> None:
         final.replace(retired)
     staging.replace(final)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (created if missing), between processes and threads alike.
+
+    The kernel drops it when the holder dies, so a killed run never leaves a lock behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

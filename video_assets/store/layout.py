@@ -12,11 +12,12 @@ _SEPARATOR = "--"
 HASH_CHARS = 16
 
 SEGMENTS_METADATA = "segments_metadata.json"
+SEGMENTS_FILE = "segments.json"
 TRANSCRIPTS_FILE = "transcripts.json"
 CAPTIONS_FILE = "captions.json"
 EMBEDDINGS_FILE = "embeddings.json"
 DESCRIPTION_FILE = "description.json"
-# What the assets after segments store beside the document.
+# What the assets after segments store beside segments.json, one file each.
 DOWNSTREAM_FILES = (TRANSCRIPTS_FILE, CAPTIONS_FILE, EMBEDDINGS_FILE, DESCRIPTION_FILE)
 
 
@@ -70,5 +71,37 @@ class DataLayout:
     def segments_metadata(self, key: str) -> Path:
         return self.video_dir(key) / SEGMENTS_METADATA
 
+    def segments_file(self, key: str) -> Path:
+        return self.video_dir(key) / SEGMENTS_FILE
+
     def transcripts_file(self, key: str) -> Path:
         return self.video_dir(key) / TRANSCRIPTS_FILE
+
+    def captions_file(self, key: str) -> Path:
+        return self.video_dir(key) / CAPTIONS_FILE
+
+    def embeddings_file(self, key: str) -> Path:
+        return self.video_dir(key) / EMBEDDINGS_FILE
+
+    def description_file(self, key: str) -> Path:
+        return self.video_dir(key) / DESCRIPTION_FILE
+
+    def document_lock(self, key: str) -> Path:
+        # Outside the video folder: segments swaps that folder whole, and the lock must outlive the swap.
+        workspace, video_id = split_partition_key(key)
+        return self.home / "locks" / workspace / f"{video_id}.lock"
+
+    def relative(self, path: str | Path) -> str:
+        """`path` as our files store it: relative to the data root, so the root can be moved or restored
+        elsewhere. A path outside the root (an upload bucket elsewhere) stays absolute."""
+        path = Path(path)
+        for inside, root in ((path, self.home), (path.resolve(), self.home.resolve())):
+            if inside.is_relative_to(root):
+                return inside.relative_to(root).as_posix()
+        return str(path)
+
+    def resolve(self, stored: str) -> Path:
+        """A stored path on this data root. Data roots written before paths were relative hold absolute
+        ones: those are taken as they are."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.home / path
