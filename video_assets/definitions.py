@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from video_assets.defs.assets import build_transcripts, segments
+from video_assets.defs.assets import build_segments, build_transcripts
 from video_assets.defs.checks import video_checks
 from video_assets.defs.code_versions import model_code_versions
 from video_assets.defs.common import transient_retries
@@ -22,11 +22,12 @@ from video_assets.settings import Settings
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     versions = model_code_versions(settings)
+    retries = transient_retries(settings)
     return dg.Definitions(
         assets=[
-            segments,
+            build_segments(retries),
             build_transcripts(versions["transcripts"]),
-            *build_search_assets(versions, transient_retries(settings)),
+            *build_search_assets(versions, retries),
         ],
         asset_checks=video_checks,
         jobs=[build_process_video_job(settings)],

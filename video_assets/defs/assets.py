@@ -33,14 +33,24 @@ class SegmentsConfig(dg.Config):
     frames_per_segment: int | None = None
 
 
-@video_asset(
-    kinds={"ffmpeg", "video"},
-    pool="media",
-    # v2: segments.json of its own, paths relative to the data root.
-    code_version="segments-2",
-    description="Fixed-length segments (stream copy where keyframes allow), sampled frames and 16 kHz audio.",
-)
-def segments(
+def build_segments(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
+    @video_asset(
+        kinds={"ffmpeg", "video"},
+        pool="media",
+        # v2: segments.json of its own, paths relative to the data root.
+        code_version="segments-2",
+        retry_policy=retry_policy,  # reading the upload from an object store can fail for a moment
+        description="Fixed-length segments (stream copy where keyframes allow), sampled frames and 16 kHz audio.",
+    )
+    def segments(
+        context: dg.AssetExecutionContext, config: SegmentsConfig, store: VideoStoreResource
+    ) -> dg.MaterializeResult:
+        return cut_video(context, config, store)
+
+    return segments
+
+
+def cut_video(
     context: dg.AssetExecutionContext, config: SegmentsConfig, store: VideoStoreResource
 ) -> dg.MaterializeResult:
     key = context.partition_key
@@ -159,7 +169,7 @@ def _split_into_place(
 def build_transcripts(code_version: str) -> dg.AssetsDefinition:
     @video_asset(
         name="transcripts",
-        deps=[segments],
+        deps=["segments"],
         kinds={"whisper"},
         pool="gpu",
         code_version=code_version,
