@@ -11,6 +11,7 @@ import pytest
 
 from video_assets.definitions import defs
 from video_assets.defs.partitions import videos_partitions
+from video_assets.defs.run_health import PROCESS_TAG, this_process
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import VideoRegistry, register_upload
 from video_assets.store.uploads import LocalFolderBucket
@@ -38,6 +39,8 @@ def test_materialize_segments_and_transcripts(media, data_home: Path, instance: 
     key = add_upload(media.talk(62.0), data_home, instance)
     result = dg.materialize([segments, transcripts], partition_key=key, instance=instance, resources=RESOURCES)
     assert result.success
+    # A run launched by anyone but the CLI records its process itself, so a kill -9 of it is found.
+    assert instance.get_run_by_id(result.run_id).tags[PROCESS_TAG] == this_process()
 
     layout = DataLayout(data_home)
     video_dir = layout.video_dir(key)
