@@ -8,7 +8,9 @@ in progress (another CLI's, the sensor's, a UI launch) waits for it and reports 
 
 import fcntl
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -150,8 +152,21 @@ def _run_once(
                     job_code_origin=job.get_python_origin(),
                 )
         if active is None:
-            dg_execute_run(job, run, instance)
-            return _report(outcome, instance, instance.get_run_by_id(run.run_id))
+            with _time_limit(settings.run_max_runtime) as expired:
+                dg_execute_run(job, run, instance)
+            if expired.is_set() and not instance.get_run_by_id(run.run_id).is_finished:
+                # interrupted outside Dagster's own handling: the run must not stay STARTED
+                instance.report_run_failed(
+                    run, f"stopped: it passed dagster/max_runtime {settings.run_max_runtime:g} s"
+                )
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            outcome = _report(outcome, instance, instance.get_run_by_id(run.run_id))
+            if expired.is_set() and outcome.status == "failed":
+                outcome.message = (
+                    f"{outcome.path}: run {run.run_id[:8]} stopped: it passed VIDEO_RUN_MAX_RUNTIME_SECONDS="
+                    f"{settings.run_max_runtime:g}"
+                )
+            return outcome
         print(
             f"video-assets: {outcome.path}: run {active.run_id[:8]} of video {key} is {active.status.value.lower()}; "
             "waiting for it",
@@ -170,6 +185,32 @@ def _video_lock(settings: Settings, key: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[threading.Event]:
+    """The daemon's run monitoring enforces `dagster/max_runtime` on the runs it launched; a run this
+    process executes is interrupted here instead, which Dagster turns into a failed run. An interrupt
+    can be swallowed (one raised inside a garbage-collection callback is only printed), so it is
+    repeated until the run has stopped."""
+    expired, done = threading.Event(), threading.Event()
+
+    def interrupt() -> None:
+        if done.wait(seconds):
+            return
+        expired.set()
+        while not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.wait(2.0)
+
+    threading.Thread(target=interrupt, daemon=True, name="run-time-limit").start()
+    try:
+        yield expired
+    except KeyboardInterrupt:
+        if not expired.is_set():
+            raise
+    finally:
+        done.set()
 
 
 def _add_partition(instance: dg.DagsterInstance, key: str) -> None:
