@@ -12,6 +12,7 @@ import dagster as dg
 from video_assets.defs.partitions import videos_partitions
 from video_assets.defs.resources import VideoStoreResource
 from video_assets.defs.sensors import upload_sensor
+from video_assets.store import layout
 from video_assets.store.layout import DataLayout, content_hash, partition_key
 from video_assets.store.registry import VideoRegistry
 
@@ -37,9 +38,14 @@ def upload(source: Path, home: Path, name: str, *, workspace: str = "team-a", ag
     target = home / "uploads" / workspace / name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
+    return backdate(target, age)
+
+
+def backdate(path: Path, age: float) -> Path:
+    """Stands in for waiting: the file was last written `age` seconds ago."""
     stamp = time.time() - age
-    os.utime(target, (stamp, stamp))
-    return target
+    os.utime(path, (stamp, stamp), follow_symlinks=False)
+    return path
 
 
 def test_new_settled_video_adds_partition_and_one_run(media, data_home: Path, instance: dg.DagsterInstance) -> None:
@@ -104,17 +110,28 @@ def test_non_video_is_skipped_with_a_reason_and_never_crashes(media, data_home: 
 
 
 def test_an_unexpected_error_on_one_file_skips_it_and_the_tick_goes_on(
-    media, data_home: Path, instance, caplog
+    media, data_home: Path, instance, caplog, monkeypatch
 ) -> None:
-    upload(media.talk(47.0), data_home, "broken.mp4", workspace="team-b")
+    broken = upload(media.talk(47.0), data_home, "broken.mp4", workspace="team-b")
     upload(media.portrait(), data_home, "fine.mp4")
-    (data_home / "registry").mkdir(parents=True)
-    (data_home / "registry" / "team-b").write_text("a file where team-b's registry folder belongs")
+    real_hash = layout.content_hash
 
-    result = Ticker(instance, data_home).tick()
+    def failing_hash(path: Path, *args: object) -> str:
+        if path == broken:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path, *args)
+
+    monkeypatch.setattr(layout, "content_hash", failing_hash)
+    ticker = Ticker(instance, data_home)
+    result = ticker.tick()
 
     assert [r.tags["video_assets/source"] for r in result.run_requests] == ["fine.mp4"]
-    assert "broken.mp4" in caplog.text and "unexpected" in caplog.text
+    assert "broken.mp4" in caplog.text and "unexpected PermissionError" in caplog.text
+    caplog.clear()
+    assert ticker.tick().run_requests == [] and "broken.mp4" not in caplog.text  # not retried every tick
+    monkeypatch.setattr(layout, "content_hash", real_hash)
+    backdate(broken, 1800.0)  # changed: looked at again
+    assert [r.tags["video_assets/source"] for r in ticker.tick().run_requests] == ["broken.mp4"]
 
 
 def test_hidden_partial_copies_are_ignored(media, data_home: Path, instance) -> None:

@@ -45,7 +45,7 @@ class VideoStoreResource(dg.ConfigurableResource):
         return path, load_document(path)
 
     def registry(self) -> VideoRegistry:
-        return VideoRegistry(self.layout())
+        return VideoRegistry(self.layout(), self.bucket())  # URIs through the bucket as configured now
 
     def bucket(self) -> UploadBucket:
         return open_bucket(self.settings().uploads_location)

@@ -30,6 +30,8 @@ class UploadBucket(Protocol):
 
     def list(self) -> Iterator[UploadedObject]: ...
 
+    def uri(self, workspace: str, name: str) -> str: ...
+
     def local_path(self, uri: str) -> Path: ...
 
     def put(self, source: Path, workspace: str, name: str) -> UploadedObject: ...
@@ -56,6 +58,9 @@ class LocalFolderBucket:
                 except FileNotFoundError:  # removed between listing and stat
                     continue
                 yield UploadedObject(str(path), workspace_dir.name, relative.as_posix(), stat.st_size, stat.st_mtime)
+
+    def uri(self, workspace: str, name: str) -> str:
+        return str(self.root / workspace / name)
 
     def local_path(self, uri: str) -> Path:
         return Path(uri)
