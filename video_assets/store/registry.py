@@ -252,7 +252,7 @@ class VideoRegistry:
 def _open(layout: DataLayout) -> sqlite3.Connection:
     path = layout.registry_db
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None)  # transactions are begun explicitly
     db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     if db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
         _set_up(db, layout)
