@@ -51,7 +51,17 @@ class Settings:
     )
     frames_per_segment: int = _env_field("VIDEO_FRAMES_PER_SEGMENT", 5, "evenly spaced frames sampled per segment")
     settle_seconds: float = _env_field(
-        "VIDEO_UPLOAD_SETTLE_SECONDS", 30.0, "an upload unchanged for this long is complete even on a first sighting"
+        "VIDEO_UPLOAD_SETTLE_SECONDS",
+        30.0,
+        "an upload is complete once its size and mtime have not changed for this long (its mtime is this old)",
+    )
+    sensor_max_files: int = _env_field(
+        "VIDEO_SENSOR_MAX_FILES_PER_TICK", 200, "new uploads the sensor probes and hashes per tick; the rest wait"
+    )
+    sensor_tick_budget: float = _env_field(
+        "VIDEO_SENSOR_TICK_BUDGET_SECONDS",
+        20.0,
+        "seconds a sensor tick may spend before it leaves new uploads to the next tick (Dagster stops a tick at 60)",
     )
 
     whisper_model: str = _env_field(
@@ -143,6 +153,12 @@ class Settings:
             raise ValueError("VIDEO_MIN_SEGMENT_LENGTH must be >= 0 and below VIDEO_SEGMENT_LENGTH")
         if self.run_max_runtime <= 0:
             raise ValueError(f"VIDEO_RUN_MAX_RUNTIME_SECONDS must be positive, got {self.run_max_runtime}")
+        if self.settle_seconds < 0:
+            raise ValueError(f"VIDEO_UPLOAD_SETTLE_SECONDS must be >= 0, got {self.settle_seconds}")
+        if self.sensor_max_files < 1:
+            raise ValueError(f"VIDEO_SENSOR_MAX_FILES_PER_TICK must be >= 1, got {self.sensor_max_files}")
+        if self.sensor_tick_budget <= 0:
+            raise ValueError(f"VIDEO_SENSOR_TICK_BUDGET_SECONDS must be positive, got {self.sensor_tick_budget}")
         if self.frames_per_segment < 1:
             raise ValueError(f"VIDEO_FRAMES_PER_SEGMENT must be >= 1, got {self.frames_per_segment}")
         try:

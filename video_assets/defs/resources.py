@@ -54,7 +54,7 @@ class VideoStoreResource(dg.ConfigurableResource):
         return write_document(self.layout(), key)
 
     def registry(self) -> VideoRegistry:
-        return VideoRegistry(self.layout())
+        return VideoRegistry(self.layout(), self.bucket())  # URIs through the bucket as configured now
 
     def bucket(self) -> UploadBucket:
         return open_bucket(self.settings().uploads_location)

@@ -57,11 +57,12 @@ class DataLayout:
     def staging(self) -> Path:
         return self.home / "staging"
 
-    def registry_file(self, key: str) -> Path:
-        workspace, video_id = split_partition_key(key)
-        return self.home / "registry" / workspace / f"{video_id}.json"
+    @property
+    def registry_db(self) -> Path:
+        return self.home / "registry.sqlite"
 
-    def registry_files(self) -> list[Path]:
+    def legacy_registry_files(self) -> list[Path]:
+        """`registry/<workspace>/<video id>.json`: the registry before it moved into `registry_db`."""
         return sorted((self.home / "registry").glob("*/*.json"))
 
     def video_dir(self, key: str) -> Path:

@@ -7,13 +7,19 @@ out of the bucket is never followed: a link to /usr/share/doc must not become a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import errno
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from video_assets.store.atomic import atomic_copy
 from video_assets.store.layout import check_workspace
+
+# Told about a folder or file the listing could not read: (its path, the error).
+ListingError = Callable[[str, OSError], None]
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,9 @@ class UploadedObject:
 class UploadBucket(Protocol):
     location: str
 
-    def list(self) -> Iterator[UploadedObject]: ...
+    def list(self, on_error: ListingError | None = None) -> Iterator[UploadedObject]: ...
+
+    def uri(self, workspace: str, name: str) -> str: ...
 
     def local_path(self, uri: str) -> Path: ...
 
@@ -40,29 +48,55 @@ class LocalFolderBucket:
         self.root = Path(root).expanduser().resolve()
         self.location = str(self.root)
 
-    def list(self) -> Iterator[UploadedObject]:
-        if not self.root.is_dir():
+    def list(self, on_error: ListingError | None = None) -> Iterator[UploadedObject]:
+        """Every visible file, workspace by workspace, in path order; one scandir per folder."""
+        try:
+            workspaces = _entries(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return
-        workspaces = (p for p in self.root.iterdir() if not p.name.startswith(".") and self._inside(p))
-        for workspace_dir in sorted(p for p in workspaces if p.is_dir()):
-            for path in sorted(workspace_dir.rglob("*")):  # rglob never descends into linked folders
-                relative = path.relative_to(workspace_dir)
-                if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-                    continue
-                if path.is_symlink() and not self._inside(path):
-                    continue
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:  # removed between listing and stat
-                    continue
-                yield UploadedObject(str(path), workspace_dir.name, relative.as_posix(), stat.st_size, stat.st_mtime)
+        for entry in workspaces:
+            # A workspace may be a link to a folder inside the bucket; deeper linked folders are never walked.
+            if _visible(entry, on_error) and entry.is_dir() and self._inside(entry):
+                yield from self._walk(entry.path, entry.name, "", on_error)
+
+    def _walk(
+        self, folder: str, workspace: str, prefix: str, on_error: ListingError | None
+    ) -> Iterator[UploadedObject]:
+        try:
+            entries = _entries(folder)
+        except OSError as exc:
+            if on_error:
+                on_error(folder, exc)
+            return
+        for entry in entries:
+            if not _visible(entry, on_error):
+                continue
+            name = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(entry.path, workspace, name + "/", on_error)
+                continue
+            # A linked folder is never walked: it would list files twice, or loop, or leave the bucket.
+            if not entry.is_file() or not self._inside(entry):
+                continue
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # removed between listing and stat
+                continue
+            except OSError as exc:
+                if on_error:
+                    on_error(entry.path, exc)
+                continue
+            yield UploadedObject(entry.path, workspace, name, stat.st_size, stat.st_mtime)
+
+    def uri(self, workspace: str, name: str) -> str:
+        return str(self.root / workspace / name)
 
     def local_path(self, uri: str) -> Path:
         return Path(uri)
 
-    def _inside(self, path: Path) -> bool:
+    def _inside(self, entry: os.DirEntry) -> bool:
         """False for a link whose target is outside the bucket."""
-        return not path.is_symlink() or path.resolve().is_relative_to(self.root)
+        return not entry.is_symlink() or Path(entry.path).resolve().is_relative_to(self.root)
 
     def put(self, source: Path, workspace: str, name: str) -> UploadedObject:
         target = self.root / check_workspace(workspace) / name
@@ -78,48 +112,90 @@ def open_bucket(location: str) -> UploadBucket:
     return LocalFolderBucket(location)
 
 
-@dataclass
-class WatchState:
-    """What the watcher saw last tick (to tell a growing file) and what it already handled.
+def _entries(folder: str) -> list[os.DirEntry]:
+    with os.scandir(folder) as listing:
+        return sorted(listing, key=lambda entry: entry.name)
 
-    Both maps hold `[size, mtime]` per URI, so a file replaced under the same name is seen again.
+
+def _visible(entry: os.DirEntry, on_error: ListingError | None) -> bool:
+    """Not hidden, and a name every store can hold: bytes that are not UTF-8 are reported, not listed."""
+    if entry.name.startswith("."):
+        return False
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:
+        if on_error:
+            on_error(entry.path, OSError(errno.EILSEQ, "the name is not valid UTF-8: rename it to have it processed"))
+        return False
+    return True
+
+
+@dataclass
+class Settling:
+    """Uploads seen but not yet complete, `[size, mtime]` per workspace and name: the sensor's cursor.
+
+    Only files still changing are kept: what was handled lives in the registry, so the cursor stays
+    as small as the number of uploads in flight.
     """
 
-    seen: dict[str, list[float]]
-    handled: dict[str, list[float]]
+    seen: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, cursor: str | None) -> WatchState:
-        import json
-
+    def parse(cls, cursor: str | None) -> Settling:
         data = json.loads(cursor) if cursor else {}
-        return cls(data.get("seen", {}), data.get("handled", {}))
+        # An older cursor (seen/handled by URI) only cost a re-check of files the registry already knows.
+        return cls(data.get("settling", {}) if isinstance(data, dict) else {})
 
     def dump(self) -> str:
-        import json
+        return json.dumps({"settling": self.seen}, sort_keys=True, separators=(",", ":"))
 
-        return json.dumps({"seen": self.seen, "handled": self.handled}, sort_keys=True)
+    def get(self, workspace: str, name: str) -> tuple[int, float] | None:
+        signature = self.seen.get(workspace, {}).get(name)
+        return (int(signature[0]), float(signature[1])) if signature else None
+
+    def add(self, obj: UploadedObject) -> None:
+        self.seen.setdefault(obj.workspace, {})[obj.name] = [obj.size, obj.mtime]
+
+    def __len__(self) -> int:
+        return sum(len(names) for names in self.seen.values())
 
 
-def settled_uploads(
-    listing: list[UploadedObject], state: WatchState, *, now: float, settle_seconds: float
-) -> tuple[list[UploadedObject], WatchState]:
-    """Uploads complete enough to start: unchanged since the last tick, or untouched for `settle_seconds`.
+@dataclass
+class UploadSort:
+    """One listing sorted: what is complete and new, what is still settling, how much was known."""
 
-    Returns them and the next state; files still being written are remembered, not returned.
+    ready: list[UploadedObject]  # oldest first
+    settling: Settling
+    known: int
+
+
+def sort_uploads(
+    listing: Iterable[UploadedObject],
+    known: dict[tuple[str, str], tuple[int, float]],
+    previous: Settling,
+    *,
+    now: float,
+    settle_seconds: float,
+) -> UploadSort:
+    """Split a listing into uploads ready to register and uploads still being written.
+
+    A file the registry knows at its current (size, mtime) is skipped: registered or rejected, it
+    needs no probe and no hash. Any other file is ready once its mtime is `settle_seconds` old and,
+    if it was seen before, its size and mtime have not changed since: an upload that stalls for less
+    than that never becomes a video of its first half.
     """
     ready: list[UploadedObject] = []
-    seen: dict[str, list[float]] = {}
-    present = set()
+    settling = Settling()
+    skipped = 0
     for obj in listing:
-        signature = [obj.size, obj.mtime]
-        present.add(obj.uri)
-        if state.handled.get(obj.uri) == signature:
+        signature = (obj.size, obj.mtime)
+        if known.get((obj.workspace, obj.name)) == signature:
+            skipped += 1
             continue
-        if state.seen.get(obj.uri) == signature or now - obj.mtime >= settle_seconds:
+        seen = previous.get(obj.workspace, obj.name)
+        if now - obj.mtime >= settle_seconds and seen in (None, signature):
             ready.append(obj)
         else:
-            seen[obj.uri] = signature
-    # Forget files that disappeared, so the cursor does not grow with deleted uploads.
-    handled = {uri: sig for uri, sig in state.handled.items() if uri in present}
-    return ready, WatchState(seen, handled)
+            settling.add(obj)
+    ready.sort(key=lambda obj: obj.mtime)  # oldest first: no workspace waits behind another's backlog
+    return UploadSort(ready, settling, skipped)
