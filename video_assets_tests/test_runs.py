@@ -234,3 +234,19 @@ def test_a_run_past_its_time_limit_is_stopped_and_reported(media, tmp_path: Path
     assert "passed VIDEO_RUN_MAX_RUNTIME_SECONDS=2" in outcome["message"]
     run = open_instance(env, monkeypatch).get_run_by_id(outcome["run_id"])
     assert run.status == dg.DagsterRunStatus.FAILURE and run.tags["dagster/max_runtime"] == "2"
+
+
+def test_a_pool_slot_of_a_run_that_ended_is_freed_at_the_next_reap(instance: dg.DagsterInstance) -> None:
+    """Dagster fails a worker its code server saw die, but its slot waits for run monitoring's pass."""
+    from video_assets.definitions import process_video
+    from video_assets.defs.run_health import reap_dead_runs
+
+    run = instance.create_run_for_job(process_video(), tags={"dagster/partition": "team-a--0123456789abcdef"})
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("gpu", 1)
+    assert storage.claim_concurrency_slot("gpu", run.run_id, "transcripts").is_claimed
+    reap_dead_runs(instance)
+    assert storage.get_concurrency_info("gpu").active_run_ids == {run.run_id}  # running: kept
+    instance.report_run_failed(run, "the worker was killed")
+    reap_dead_runs(instance)
+    assert storage.get_concurrency_info("gpu").active_run_ids == set()

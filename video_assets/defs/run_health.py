@@ -66,4 +66,16 @@ def reap_dead_runs(instance: dg.DagsterInstance, partition_key: str | None = Non
             instance.report_run_failed(run, f"the process that ran it ({process}) is gone: killed or out of memory")
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             reaped.append(run.run_id)
+    _free_slots_of_ended_runs(instance)
     return reaped
+
+
+def _free_slots_of_ended_runs(instance: dg.DagsterInstance) -> None:
+    """A worker killed while its code server watched it is failed by Dagster itself, but its pool
+    slot stays claimed until run monitoring's next pass (`free_slots_after_run_end_seconds`)."""
+    storage = instance.event_log_storage
+    for pool in storage.get_concurrency_keys():
+        for run_id in storage.get_concurrency_info(pool).active_run_ids:
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                storage.free_concurrency_slots_for_run(run_id)
