@@ -49,6 +49,22 @@ def main(argv: list[str] | None = None) -> int:
         "(after changing the embedding model; safe to run again)",
     )
 
+    delete = commands.add_parser(
+        "delete",
+        help="drop an uploaded name (NAME) or a video (PARTITION); the video goes when no name is left",
+    )
+    delete.add_argument("target", help="a name as uploaded in the workspace, or a partition key <workspace>--<id>")
+    delete.add_argument("--workspace", "-w", default=None)
+    delete.add_argument("--force", action="store_true", help="delete the video even if other names reference it")
+    delete.add_argument("--wait", action="store_true", help="wait for a run of the video in progress (else refuse)")
+    delete.add_argument("--json", action="store_true")
+
+    cleanup = commands.add_parser(
+        "cleanup", help="run the orphan cleanup job through the Dagster instance (it also runs daily)"
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="report what would be removed; change nothing")
+    cleanup.add_argument("--json", action="store_true")
+
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
     demo.add_argument("--workspace", "-w", default=None)
 
@@ -58,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"video-assets: {exc}", file=sys.stderr)
         return 2
-    handler = {"ingest": _ingest, "status": _status, "search": _search, "reindex": _reindex, "demo": _demo}[
-        args.command
-    ]
+    handler = {
+        "ingest": _ingest,
+        "status": _status,
+        "search": _search,
+        "reindex": _reindex,
+        "delete": _delete,
+        "cleanup": _cleanup,
+        "demo": _demo,
+    }[args.command]
     return handler(args, settings)
 
 
@@ -167,6 +189,64 @@ def _reindex(args: argparse.Namespace, settings: Settings) -> int:
     for skipped in report.skipped:
         print(f"skipped {skipped}", file=sys.stderr)
     return 1 if report.skipped else 0
+
+
+def _delete(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.defs.deletion import delete
+    from video_assets.defs.instance import dagster_instance
+
+    instance = dagster_instance()
+    report = delete(
+        args.target,
+        workspace=args.workspace or settings.workspace,
+        force=args.force,
+        wait=args.wait,
+        settings=settings,
+        instance=instance,
+    )
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(report.message)
+        if report.names_dropped:
+            print(f"names dropped: {', '.join(report.names_dropped)}; uploads removed: {len(report.uploads_removed)}")
+    return 0 if report.ok else (2 if report.status == "not_found" else 1)
+
+
+def _cleanup(args: argparse.Namespace, settings: Settings) -> int:
+    import dagster as dg
+
+    from video_assets.definitions import cleanup
+    from video_assets.defs.instance import dagster_instance
+    from video_assets.defs.runner import execute_here, step_output_metadata
+
+    instance = dagster_instance()
+    os.environ["VIDEO_ASSETS_HOME"] = str(settings.home_dir)  # the run reconstructs definitions from the environment
+    run = execute_here(
+        instance,
+        dg.reconstructable(cleanup),
+        {"ops": {"cleanup_orphans": {"config": {"dry_run": args.dry_run}}}},
+    )
+    if run.status != dg.DagsterRunStatus.SUCCESS:
+        print(f"video-assets cleanup: run {run.run_id[:8]} failed: see its log in the Dagster UI", file=sys.stderr)
+        return 1
+    report = step_output_metadata(instance, run.run_id, "cleanup_orphans")["report"]
+    if args.json:
+        print(json.dumps(report | {"run_id": run.run_id}))
+        return 0
+    verb = "would delete" if report["dry_run"] else "deleted"
+    print(
+        f"{report['folders_scanned']} video folders scanned; {verb} {len(report['deleted'])} video(s), "
+        f"{report['points_deleted']} points, {report['bytes_freed']} bytes; {len(report['kept'])} kept with a reason; "
+        f"{len(report['skipped_in_progress'])} skipped (run in progress); {report['seconds']} s (run {run.run_id[:8]})"
+    )
+    for key in report["deleted"]:
+        print(f"  {verb} {key}")
+    for key, why in report["kept"].items():
+        print(f"  kept {key}: {why}")
+    for path in report["leftovers_removed"]:
+        print(f"  {'would remove' if report['dry_run'] else 'removed'} {path}")
+    return 0
 
 
 def _shorten(text: str, width: int) -> str:

@@ -4,9 +4,11 @@ import dagster as dg
 
 from video_assets.defs.assets import build_segments, build_transcripts
 from video_assets.defs.checks import video_checks
+from video_assets.defs.cleanup import build_cleanup_schedule, cleanup_job
 from video_assets.defs.code_versions import model_code_versions
 from video_assets.defs.common import transient_retries
 from video_assets.defs.jobs import build_process_video_job
+from video_assets.defs.removed_uploads import delete_original_uploads, delete_videos_job, removed_uploads
 from video_assets.defs.resources import (
     CaptionerResource,
     EmbedderResource,
@@ -30,8 +32,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_search_assets(versions, retries),
         ],
         asset_checks=video_checks,
-        jobs=[build_process_video_job(settings)],
-        sensors=[upload_sensor, follow_changed_content],
+        jobs=[build_process_video_job(settings), cleanup_job, delete_videos_job],
+        schedules=[build_cleanup_schedule(settings)],
+        sensors=[upload_sensor, removed_uploads, delete_original_uploads, follow_changed_content],
         resources={
             "store": VideoStoreResource(),
             "whisper": WhisperResource(),
@@ -52,3 +55,8 @@ defs = build_definitions(Settings.from_env())
 def process_video() -> dg.JobDefinition:
     """Reconstructable handle used by the CLI to run the job through the Dagster instance."""
     return defs.resolve_job_def("process_video")
+
+
+def cleanup() -> dg.JobDefinition:
+    """Reconstructable handle of the orphan cleanup, for `video-assets cleanup`."""
+    return defs.resolve_job_def("cleanup")

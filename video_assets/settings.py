@@ -39,6 +39,10 @@ class Settings:
     step_retry_delay: float = _env_field(
         "VIDEO_STEP_RETRY_DELAY_SECONDS", 15.0, "first delay before such a retry; doubled for each next one"
     )
+    delete_original_enabled: bool = _env_field(
+        "VIDEO_DELETE_ORIGINAL_ENABLED", False, "delete an upload after its video's run succeeded (its name stays)"
+    )
+    cleanup_cron: str = _env_field("VIDEO_CLEANUP_CRON", "0 3 * * *", "when the orphan cleanup runs (cron, daily)")
     run_max_runtime: float = _env_field(
         "VIDEO_RUN_MAX_RUNTIME_SECONDS",
         6 * 3600.0,

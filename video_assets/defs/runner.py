@@ -6,7 +6,6 @@ video has at most one run in progress, whoever started it: a CLI that finds a ru
 in progress (another CLI's, the sensor's, a UI launch) waits for it and reports its result.
 """
 
-import fcntl
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from video_assets.defs.partitions import videos_partitions
 from video_assets.defs.run_health import PROCESS_TAG, REAPED_TAG, reap_dead_runs, this_process
 from video_assets.media.errors import MediaError
 from video_assets.settings import Settings
+from video_assets.store.atomic import locked
 from video_assets.store.layout import DataLayout
 from video_assets.store.registry import SourceFile, VideoRegistry, identify
 from video_assets.store.uploads import UploadBucket, open_bucket
@@ -73,6 +73,10 @@ def ingest_files(
         outcome = _ingest_one(Path(path), workspace, bucket, registry, instance)
         if outcome.status == "queued":
             outcome = _run_once(outcome, instance, settings, dg.reconstructable(process_video))
+            if outcome.status == "processed" and settings.delete_original_enabled:
+                from video_assets.defs.deletion import delete_originals
+
+                outcome.details["uploads_deleted"] = delete_originals(outcome.partition_key, settings)
         outcomes.append(outcome)
     return outcomes
 
@@ -90,7 +94,9 @@ def _ingest_one(
         return IngestOutcome(str(path), "failed", message=str(exc))
     except (OSError, ValueError) as exc:
         return IngestOutcome(str(path), "failed", message=f"{path}: {exc}")
-    if instance.has_dynamic_partition(videos_partitions.name, key) and _materialized(instance, key):
+    if instance.has_dynamic_partition(videos_partitions.name, key) and not _missing_assets(
+        instance, key, registry.layout
+    ):
         return IngestOutcome(str(path), "duplicate", key, f"same bytes as {', '.join(record.names)}")
     return IngestOutcome(str(path), "queued", key)
 
@@ -107,11 +113,6 @@ def _bucket_name(bucket: UploadBucket, workspace: str, name: str, key: str) -> s
     return name
 
 
-def _materialized(instance: dg.DagsterInstance, key: str) -> bool:
-    """Every asset of the job is materialized for this video: nothing left to do."""
-    return all(key in instance.get_materialized_partitions(asset_key) for asset_key in _job_assets())
-
-
 def _run_once(
     outcome: IngestOutcome, instance: dg.DagsterInstance, settings: Settings, job: ReconstructableJob
 ) -> IngestOutcome:
@@ -124,9 +125,9 @@ def _run_once(
     key = outcome.partition_key
     waited: dg.DagsterRun | None = None
     while True:
-        with _video_lock(settings, key):
+        with video_lock(settings, key):
             reap_dead_runs(instance, key)
-            active = _run_in_progress(instance, key)
+            active = run_in_progress(instance, key)
             if active is not None and active.status == dg.DagsterRunStatus.QUEUED and not daemon_running(instance):
                 instance.report_run_canceled(
                     active, "no dagster-daemon is running to dequeue it: `video-assets ingest` ran the video instead"
@@ -135,7 +136,7 @@ def _run_once(
             if active is None:
                 if waited is not None and not _died(waited := instance.get_run_by_id(waited.run_id)):
                     return _report(outcome, instance, waited)  # it finished: its result is this video's
-                todo = _unmaterialized(instance, key)
+                todo = _missing_assets(instance, key, DataLayout(settings.home_dir))
                 if not todo:
                     outcome.status = "processed"
                     return outcome
@@ -172,19 +173,14 @@ def _run_once(
             "waiting for it",
             file=sys.stderr,
         )
-        waited = _wait(instance, active)
+        waited = wait_for_run(instance, active)
 
 
 @contextmanager
-def _video_lock(settings: Settings, key: str) -> Iterator[None]:
-    path = settings.home_dir / "locks" / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def video_lock(settings: Settings, key: str) -> Iterator[None]:
+    """Held to decide about a video's runs: create one (ingest) or delete the video (delete, cleanup)."""
+    with locked(settings.home_dir / "locks" / f"{key}.lock"):
+        yield
 
 
 @contextmanager
@@ -230,7 +226,7 @@ def _job_assets() -> set[dg.AssetKey]:
     return set(defs.resolve_job_def("process_video").asset_layer.selected_asset_keys)
 
 
-def _run_in_progress(instance: dg.DagsterInstance, key: str) -> dg.DagsterRun | None:
+def run_in_progress(instance: dg.DagsterInstance, key: str) -> dg.DagsterRun | None:
     runs = instance.get_runs(
         filters=dg.RunsFilter(job_name="process_video", statuses=WAITING_STATUSES, tags={"dagster/partition": key}),
         limit=1,
@@ -238,7 +234,7 @@ def _run_in_progress(instance: dg.DagsterInstance, key: str) -> dg.DagsterRun | 
     return runs[0] if runs else None
 
 
-def _wait(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+def wait_for_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
     """Until the run ends; a run whose process dies meanwhile is reaped, so this never waits forever."""
     while not (run := instance.get_run_by_id(run.run_id)).is_finished:
         time.sleep(POLL_SECONDS)
@@ -250,12 +246,18 @@ def _died(run: dg.DagsterRun) -> bool:
     return run.tags.get(REAPED_TAG) == "true"
 
 
-def _unmaterialized(instance: dg.DagsterInstance, key: str) -> set[dg.AssetKey]:
+def _missing_assets(instance: dg.DagsterInstance, key: str, layout: DataLayout) -> set[dg.AssetKey]:
     """The job's assets not yet materialized for this video, with everything after them: after a
-    killed run, the next one resumes where it stopped instead of starting over."""
+    killed run, the next one resumes where it stopped instead of starting over.
+
+    A video deleted and uploaded again has materializations in Dagster's history (SQLite event logs
+    cannot wipe one partition) but no folder: with nothing stored, everything is missing.
+    """
     from video_assets.definitions import defs
 
     job_assets = _job_assets()
+    if not layout.video_dir(key).exists():
+        return job_assets
     missing = {k for k in job_assets if key not in instance.get_materialized_partitions(k)}
     if not missing:
         return set()
@@ -287,6 +289,28 @@ def _failure_messages(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[
     if not messages:
         messages = [r.message for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
     return [m for m in messages if m]
+
+
+def execute_here(
+    instance: dg.DagsterInstance, job: ReconstructableJob, run_config: dict, tags: dict[str, str] | None = None
+) -> dg.DagsterRun:
+    """Create a run of `job` in the instance and execute it in this process (no daemon needed): the
+    run, its logs and its metadata are in the UI like any other."""
+    run = instance.create_run_for_job(
+        job_def=job.get_definition(),
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}, **run_config},  # the UI has all
+        tags={**(tags or {}), PROCESS_TAG: this_process()},
+        job_code_origin=job.get_python_origin(),
+    )
+    dg_execute_run(job, run, instance)
+    return instance.get_run_by_id(run.run_id)
+
+
+def step_output_metadata(instance: dg.DagsterInstance, run_id: str, step_key: str) -> dict:
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT):
+        if record.dagster_event.step_key == step_key:
+            return {k: v.value for k, v in record.dagster_event.step_output_data.metadata.items()}
+    return {}
 
 
 def video_states(settings: Settings, instance: dg.DagsterInstance) -> list[dict]:

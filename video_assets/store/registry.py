@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 # Kept as PRAGMA user_version, raised when the schema changes; 0 is a database never set up.
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: dropped_names, sources.original_deleted
 _BUSY_TIMEOUT_MS = 60_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
@@ -55,7 +55,20 @@ CREATE TABLE IF NOT EXISTS sources (
     sha256 TEXT NOT NULL,
     registered REAL NOT NULL,
     uri TEXT NOT NULL,  -- as recorded, used only when the registry is opened without a bucket
+    -- 1 once the upload was deleted on purpose after its run (VIDEO_DELETE_ORIGINAL_ENABLED): the
+    -- name still references the video, and its absence from the bucket is no deletion
+    original_deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace, name)
+);
+-- Names a video lost (deleted, gone from the bucket): the cleanup's "is the video still present"
+-- looks for them too, so a file whose reference was dropped is kept and reported, not deleted.
+CREATE TABLE IF NOT EXISTS dropped_names (
+    workspace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    dropped REAL NOT NULL,
+    PRIMARY KEY (workspace, name, partition_key)
 );
 CREATE INDEX IF NOT EXISTS sources_by_partition ON sources (partition_key);
 CREATE TABLE IF NOT EXISTS rejected (
@@ -205,6 +218,43 @@ class VideoRegistry:
             )
         return row[0] if row else None
 
+    def missing_names(self, listed: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(workspace, name, video) of every name no longer in the bucket listing `listed`, except
+        originals deleted on purpose."""
+        rows = self._db().execute("SELECT workspace, name, partition_key FROM sources WHERE original_deleted = 0")
+        return [(w, n, k) for w, n, k in rows if (w, n) not in listed]
+
+    def drop_name(self, workspace: str, name: str) -> str | None:
+        """Drop a name's reference; returns the video it held, or None if it held none."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT partition_key, size FROM sources WHERE workspace = ? AND name = ?", (workspace, name)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM sources WHERE workspace = ? AND name = ?", (workspace, name))
+            db.execute(
+                "INSERT OR REPLACE INTO dropped_names (workspace, name, partition_key, size, dropped) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (workspace, name, row[0], row[1], time.time()),
+            )
+        return row[0]
+
+    def dropped_names(self, key: str) -> list[tuple[str, int]]:
+        """(name, size) of the names video `key` lost, to look for them in the bucket."""
+        rows = self._db().execute("SELECT name, size FROM dropped_names WHERE partition_key = ?", (key,))
+        return [(n, s) for n, s in rows]
+
+    def mark_original_deleted(self, key: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE sources SET original_deleted = 1 WHERE partition_key = ?", (key,))
+
+    def forget_video(self, key: str) -> None:
+        """Every trace of a deleted video: its row, its names, the names it lost."""
+        with self._write() as db:
+            for table in ("sources", "dropped_names", "videos"):
+                db.execute(f"DELETE FROM {table} WHERE partition_key = ?", (key,))
+
     def mark_partitioned(self, keys: list[str]) -> None:
         if keys:
             with self._write() as db:
@@ -270,6 +320,8 @@ def _set_up(db: sqlite3.Connection, layout: DataLayout) -> None:
             for statement in _SCHEMA.split(";"):  # executescript() would commit the transaction first
                 if statement.strip():
                     db.execute(statement)
+            if version == 1:
+                db.execute("ALTER TABLE sources ADD COLUMN original_deleted INTEGER NOT NULL DEFAULT 0")
             if version == 0:
                 _import_json_registry(db, layout)
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")

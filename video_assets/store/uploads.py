@@ -42,6 +42,8 @@ class UploadBucket(Protocol):
 
     def put(self, source: Path, workspace: str, name: str) -> UploadedObject: ...
 
+    def remove(self, workspace: str, name: str) -> bool: ...
+
 
 class LocalFolderBucket:
     def __init__(self, root: str | Path):
@@ -104,6 +106,17 @@ class LocalFolderBucket:
             atomic_copy(source, target)
         stat = target.stat()
         return UploadedObject(str(target), workspace, name, stat.st_size, stat.st_mtime)
+
+    def remove(self, workspace: str, name: str) -> bool:
+        """Delete an upload; False if it was not there. A link is removed, never what it points to."""
+        path = self.root / check_workspace(workspace) / name
+        if not path.parent.resolve().is_relative_to(self.root):
+            raise ValueError(f"{path}: not inside the upload bucket {self.root}")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def open_bucket(location: str) -> UploadBucket:
