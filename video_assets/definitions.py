@@ -29,7 +29,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[
             build_segments(retries),
             build_transcripts(versions["transcripts"]),
-            *build_search_assets(versions, retries),
+            *build_search_assets(versions, retries, settings),
         ],
         asset_checks=video_checks,
         jobs=[build_process_video_job(settings), cleanup_job, delete_videos_job],

@@ -59,6 +59,31 @@ def transcript_present(context: dg.AssetCheckExecutionContext, store: VideoStore
 
 
 @dg.asset_check(
+    asset="captions",
+    partitions_def=videos_partitions,
+    description="Every segment has a caption, and every sampled frame was read (or reused as a near-duplicate).",
+)
+def captions_complete(context: dg.AssetCheckExecutionContext, store: VideoStoreResource) -> dg.AssetCheckResult:
+    key = context.partition_key
+    document = store.document(key)
+    captions = {s["index"]: s for s in read_json(store.layout().captions_file(key))["segments"]}
+    uncaptioned, unread = [], []
+    for index, info in sorted(document["segments_info"].items(), key=lambda kv: int(kv[0])):
+        caption = captions.get(int(index))
+        if caption is None or not caption["text"].strip():
+            uncaptioned.append(int(index))
+        read = {frame["time"] for frame in (caption or {}).get("frames", [])}
+        unread += [f"{index}@{t:g}s" for t in info["frame_times"] if t not in read]
+    return dg.AssetCheckResult(
+        passed=not uncaptioned and not unread,
+        metadata={
+            "segments_without_caption": dg.MetadataValue.json(uncaptioned),
+            "frames_not_read": dg.MetadataValue.json(unread),
+        },
+    )
+
+
+@dg.asset_check(
     asset="embeddings", partitions_def=videos_partitions, description="Exactly one vector-store point per segment."
 )
 def one_point_per_segment(
@@ -78,4 +103,11 @@ def description_non_empty(context: dg.AssetCheckExecutionContext, store: VideoSt
     return dg.AssetCheckResult(passed=bool(text.strip()), metadata={"characters": len(text)})
 
 
-video_checks = [segments_cover_duration, frames_exist, transcript_present, one_point_per_segment, description_non_empty]
+video_checks = [
+    segments_cover_duration,
+    frames_exist,
+    transcript_present,
+    captions_complete,
+    one_point_per_segment,
+    description_non_empty,
+]

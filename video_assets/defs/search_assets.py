@@ -21,6 +21,8 @@ from video_assets.defs.resources import (
     VectorStoreResource,
     VideoStoreResource,
 )
+from video_assets.models.captioners import OCR_VISUAL_STATS
+from video_assets.settings import BUNDLED, Settings
 from video_assets.store.atomic import atomic_write_json, read_json
 from video_assets.store.documents import segment_list
 from video_assets.store.vector_index import DESCRIPTION, SEGMENT
@@ -43,11 +45,17 @@ class RecomputeConfig(dg.Config):
     force: bool = False
 
 
-def build_search_assets(code_versions: dict[str, str], retry_policy: dg.RetryPolicy) -> list[dg.AssetsDefinition]:
+def build_search_assets(
+    code_versions: dict[str, str], retry_policy: dg.RetryPolicy, settings: Settings
+) -> list[dg.AssetsDefinition]:
+    # The UI's kind badges name what really runs with these settings.
+    caption_kinds = {"onnx", "ocr"} if settings.caption_model == OCR_VISUAL_STATS else {"pytorch", "transformers"}
+    description_kinds = {"openai", "qdrant"} if settings.openai_base_url else {"extractive", "qdrant"}
+
     @video_asset(
         name="captions",
         deps=["transcripts"],
-        kinds={"pytorch", "ocr"},
+        kinds=caption_kinds,
         pool="gpu",
         code_version=code_versions["captions"],
         description="What each segment shows: a VLM caption, or on-screen text (OCR) and measured visual facts.",
@@ -60,7 +68,7 @@ def build_search_assets(code_versions: dict[str, str], retry_policy: dg.RetryPol
     @video_asset(
         name="embeddings",
         deps=[captions],
-        kinds={"qdrant", "sentence-transformers"},
+        kinds={"qdrant", "numpy"} if settings.embedding_model == BUNDLED else {"qdrant", "sentence-transformers"},
         pool="vector_store",
         code_version=code_versions["embeddings"],
         automation_condition=FOLLOW_CHANGED_CONTENT,
@@ -79,7 +87,7 @@ def build_search_assets(code_versions: dict[str, str], retry_policy: dg.RetryPol
     @video_asset(
         name="description",
         deps=[embeddings],
-        kinds={"openai", "qdrant"},
+        kinds=description_kinds,
         pool="vector_store",
         code_version=code_versions["description"],
         automation_condition=FOLLOW_CHANGED_CONTENT,
