@@ -24,6 +24,7 @@ from video_assets.store.layout import DataLayout, split_partition_key
 from video_assets.store.registry import VideoRegistry
 from video_assets.store.uploads import UploadBucket, open_bucket
 from video_assets.store.vector_access import configured_vector_index
+from video_assets.store.vector_index import VectorIndex
 from video_assets.store.video_files import leftover_folders, remove_tree, staging_folders, tree_bytes, video_folders
 
 CLEANUP_JOB = "cleanup"
@@ -57,6 +58,7 @@ def run_cleanup(
     reap_dead_runs(instance)
     busy = _partitions_in_progress(instance)
     handled: set[str] = set()
+    doomed: list[tuple[str, str]] = []
 
     for folder in video_folders(layout):
         key = folder.partition_key
@@ -75,25 +77,19 @@ def run_cleanup(
         elif present:
             report.kept[key] = f"upload {present} still in the bucket, but no name references the video"
         else:
-            _delete(key, "gone and unreferenced", layout, registry, settings, instance, report, log)
+            doomed.append((key, "gone and unreferenced"))
 
+    # One session of the index for every deletion: opening the embedded shard costs more than a delete.
     with configured_vector_index(settings) as index:
         indexed = index.partition_keys()
-    partitions = set(instance.get_dynamic_partitions(videos_partitions.name))
-    for key in sorted((indexed | partitions | set(registry.partition_keys())) - handled - busy):
-        record = registry.get(key)
-        if record is not None and record.names:
-            continue  # registered, not processed yet: the sensor or a backfill will run it
-        _delete(
-            key,
-            _why_stray(key, indexed, partitions, record is not None),
-            layout,
-            registry,
-            settings,
-            instance,
-            report,
-            log,
-        )
+        partitions = set(instance.get_dynamic_partitions(videos_partitions.name))
+        for key in sorted((indexed | partitions | set(registry.partition_keys())) - handled - busy):
+            record = registry.get(key)
+            if record is not None and record.names:
+                continue  # registered, not processed yet: the sensor or a backfill will run it
+            doomed.append((key, _why_stray(key, indexed, partitions, record is not None)))
+        for key, why in doomed:
+            _delete(key, why, layout, registry, instance, index, report, log)
 
     for staged_key, run_id, path in staging_folders(layout):
         run = instance.get_run_by_id(run_id)
@@ -105,8 +101,9 @@ def run_cleanup(
     return report
 
 
-def _partitions_in_progress(instance: dg.DagsterInstance) -> set[str]:
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=WAITING_STATUSES))
+def _partitions_in_progress(instance: dg.DagsterInstance, key: str | None = None) -> set[str]:
+    tags = {"dagster/partition": key} if key else None
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=WAITING_STATUSES, tags=tags))
     return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}
 
 
@@ -136,8 +133,8 @@ def _delete(
     why: str,
     layout: DataLayout,
     registry: VideoRegistry,
-    settings: Settings,
     instance: dg.DagsterInstance,
+    index: VectorIndex,
     report: CleanupReport,
     log: Callable[[str], None],
 ) -> None:
@@ -147,8 +144,13 @@ def _delete(
         log(f"would delete {key}: {why}")
         return
     removal = DeletionReport(key, "deleted", key)
-    with video_lock(settings, key):
-        remove_video_data(key, layout, registry, settings, instance, removal)
+    with video_lock(layout.home, key):
+        if key in _partitions_in_progress(instance, key):
+            log(f"kept {key}: a run of it started meanwhile")
+            report.deleted.remove(key)
+            report.skipped_in_progress.append(key)
+            return
+        remove_video_data(key, layout, registry, None, instance, removal, index=index)
     report.points_deleted += removal.points_deleted
     report.bytes_freed += removal.bytes_freed
     if removal.partition_removed:

@@ -21,6 +21,7 @@ from video_assets.store.layout import DataLayout, check_workspace, split_partiti
 from video_assets.store.registry import VideoRegistry
 from video_assets.store.uploads import UploadBucket, open_bucket
 from video_assets.store.vector_access import configured_vector_index
+from video_assets.store.vector_index import VectorIndex
 from video_assets.store.video_files import remove_tree, remove_video_folder, staging_folders
 
 
@@ -70,7 +71,7 @@ def delete(
             target, "not_found", message=f"no video or upload named {target!r} in workspace {workspace!r}"
         )
     while True:
-        with video_lock(settings, key):
+        with video_lock(settings.home_dir, key):
             reap_dead_runs(instance, key)
             active = run_in_progress(instance, key)
             if active is None:
@@ -145,17 +146,23 @@ def remove_video_data(
     key: str,
     layout: DataLayout,
     registry: VideoRegistry,
-    settings: Settings,
+    settings: Settings | None,
     instance: dg.DagsterInstance,
     report: DeletionReport,
+    index: VectorIndex | None = None,
 ) -> None:
     """Everything stored for video `key`, in an order that a crash at any point leaves something the
-    cleanup recognises and finishes: partition first (no new run can start), then points, files, rows."""
+    cleanup recognises and finishes: partition first (no new run can start), then points, files, rows.
+
+    `index`: one already open (the cleanup deletes many videos in one session of the shard)."""
     if instance.has_dynamic_partition(videos_partitions.name, key):
         instance.delete_dynamic_partition(videos_partitions.name, key)
         report.partition_removed = True
-    with configured_vector_index(settings) as index:
+    if index is not None:
         report.points_deleted = index.delete_partition(key)
+    else:
+        with configured_vector_index(settings or Settings.from_env()) as opened:
+            report.points_deleted = opened.delete_partition(key)
     report.bytes_freed += remove_video_folder(layout, key)
     for staged_key, _, path in staging_folders(layout):
         if staged_key == key:

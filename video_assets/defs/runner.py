@@ -125,7 +125,7 @@ def _run_once(
     key = outcome.partition_key
     waited: dg.DagsterRun | None = None
     while True:
-        with video_lock(settings, key):
+        with video_lock(settings.home_dir, key):
             reap_dead_runs(instance, key)
             active = run_in_progress(instance, key)
             if active is not None and active.status == dg.DagsterRunStatus.QUEUED and not daemon_running(instance):
@@ -177,9 +177,9 @@ def _run_once(
 
 
 @contextmanager
-def video_lock(settings: Settings, key: str) -> Iterator[None]:
+def video_lock(home: Path, key: str) -> Iterator[None]:
     """Held to decide about a video's runs: create one (ingest) or delete the video (delete, cleanup)."""
-    with locked(settings.home_dir / "locks" / f"{key}.lock"):
+    with locked(home / "locks" / f"{key}.lock"):
         yield
 
 
