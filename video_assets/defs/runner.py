@@ -153,8 +153,13 @@ def _run_once(
                     job_code_origin=job.get_python_origin(),
                 )
         if active is None:
-            with _time_limit(settings.run_max_runtime) as expired:
-                dg_execute_run(job, run, instance)
+            expired = threading.Event()
+            try:
+                with _time_limit(settings.run_max_runtime, expired):
+                    dg_execute_run(job, run, instance)
+            except KeyboardInterrupt:
+                if not expired.is_set():
+                    raise
             if expired.is_set() and not instance.get_run_by_id(run.run_id).is_finished:
                 # interrupted outside Dagster's own handling: the run must not stay STARTED
                 instance.report_run_failed(
@@ -184,29 +189,31 @@ def video_lock(home: Path, key: str) -> Iterator[None]:
 
 
 @contextmanager
-def _time_limit(seconds: float) -> Iterator[threading.Event]:
+def _time_limit(seconds: float, expired: threading.Event) -> Iterator[None]:
     """The daemon's run monitoring enforces `dagster/max_runtime` on the runs it launched; a run this
-    process executes is interrupted here instead, which Dagster turns into a failed run. An interrupt
-    can be swallowed (one raised inside a garbage-collection callback is only printed), so it is
-    repeated until the run has stopped."""
-    expired, done = threading.Event(), threading.Event()
+    process executes is interrupted here instead (SIGINT), which Dagster turns into a failed run. An
+    interrupt can be swallowed (one raised inside a garbage-collection callback is only printed), so it
+    is repeated until the run has stopped. The caller catches the KeyboardInterrupt that may still
+    arrive while this exits: no interrupt is sent once it has."""
+    done, sending = threading.Event(), threading.Lock()
 
     def interrupt() -> None:
         if done.wait(seconds):
             return
         expired.set()
-        while not done.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
+        while True:
+            with sending:
+                if done.is_set():
+                    return
+                os.kill(os.getpid(), signal.SIGINT)
             done.wait(2.0)
 
     threading.Thread(target=interrupt, daemon=True, name="run-time-limit").start()
     try:
-        yield expired
-    except KeyboardInterrupt:
-        if not expired.is_set():
-            raise
+        yield
     finally:
-        done.set()
+        with sending:
+            done.set()
 
 
 def _add_partition(instance: dg.DagsterInstance, key: str) -> None:
