@@ -285,7 +285,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     for name, model in report["models"].items():
         found = "found" if model["found"] else "NOT FOUND"
         print(
-            f"model {name:8s}{model['name']} -> {model['path']} ({found}; {model['device']}, {model['compute_type']})"
+            f"model {name:<10} {model['name']} -> {model['path']} ({found}; {model['device']}, {model['compute_type']})"
         )
     print(f"videos        {len(report['videos'])}")
     for video in report["videos"]:

@@ -7,7 +7,7 @@ caller's Dagster, data, vector store or chat endpoint leaks in, and nothing is s
 127.0.0.1. They are stopped by process group (each starts its code server, which starts run workers).
 
 `launch_job` and `wait_for_run` work for any job of the code location, e.g.
-`wait_for_run(client, launch_job(client, "cleanup", {"ops": {"cleanup": {"config": {"dry_run": True}}}}))`.
+`wait_for_run(client, launch_job(client, "cleanup", {"ops": {"cleanup_orphans": {"config": {"dry_run": True}}}}))`.
 """
 
 from __future__ import annotations

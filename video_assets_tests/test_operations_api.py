@@ -191,13 +191,58 @@ def test_no_video_ever_had_two_runs_at_once(servers: DagsterServers, videos: dic
     the others were queued or running): per video, no two were ever started at the same time."""
     by_video: dict[str, list[tuple[float, float]]] = {}
     for run in runs(servers, {}):
-        if run["startTime"] is not None:
+        if run["startTime"] is not None and "dagster/partition" in run["tags"]:  # cleanup runs have none
             end = run["endTime"] if run["endTime"] is not None else float("inf")
             by_video.setdefault(run["tags"]["dagster/partition"], []).append((run["startTime"], end))
     assert set(by_video) == set(videos.values())
     for video, spans in by_video.items():
         spans.sort()
         assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), (video, spans)
+
+
+def test_the_cleanup_job_through_the_api_reports_then_removes_a_partition_added_by_hand(
+    servers: DagsterServers, videos: dict[str, str]
+) -> None:
+    """What an operator does in the UI: add a partition by hand (a typo), launch `cleanup` as a dry run,
+    read its report, launch it for real. The processed videos are untouched."""
+    bogus = "team-a--0123456789abcdef"
+    added = servers.query(
+        """mutation ($selector: RepositorySelector!, $key: String!) {
+             addDynamicPartition(repositorySelector: $selector, partitionsDefName: "videos", partitionKey: $key) {
+               __typename } }""",
+        {"selector": repository_selector(), "key": bogus},
+    )["addDynamicPartition"]
+    assert added["__typename"] == "AddDynamicPartitionSuccess", added
+    assert bogus in partition_keys(servers)
+
+    config = {"ops": {"cleanup_orphans": {"config": {"dry_run": True}}}}
+    dry_run = launch_job(servers.client, "cleanup", config)
+    assert wait_for_run(servers.client, dry_run) == "SUCCESS"
+    report = cleanup_report(servers, dry_run)
+    assert report["dry_run"] and report["deleted"] == [bogus] and report["folders_scanned"] == len(videos)
+    assert bogus in partition_keys(servers)  # a dry run changes nothing
+
+    real = launch_job(servers.client, "cleanup", {"ops": {"cleanup_orphans": {"config": {"dry_run": False}}}})
+    assert wait_for_run(servers.client, real) == "SUCCESS"
+    assert cleanup_report(servers, real)["partitions_removed"] == [bogus]
+    assert sorted(partition_keys(servers)) == sorted(videos.values())
+
+
+def cleanup_report(servers: DagsterServers, run_id: str) -> dict:
+    """The cleanup's `report`, as the UI shows it in the run's step output metadata."""
+    logs = servers.query(
+        """query ($runId: ID!) { logsForRun(runId: $runId) { __typename
+             ... on EventConnection { events { __typename
+               ... on ExecutionStepOutputEvent { metadataEntries { label ... on JsonMetadataEntry { jsonString } } }
+             } } } }""",
+        {"runId": run_id},
+    )["logsForRun"]
+    assert logs["__typename"] == "EventConnection", logs
+    for event in logs["events"]:
+        for entry in event.get("metadataEntries") or []:
+            if entry["label"] == "report":
+                return json.loads(entry["jsonString"])
+    raise AssertionError(f"run {run_id} reported no cleanup metadata")
 
 
 # --- reading through the API -------------------------------------------------------------------------

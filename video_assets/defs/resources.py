@@ -36,8 +36,8 @@ class VideoStoreResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every step of a run uses this resource, in the run worker's process (the job's executor is
         # in-process): recording that process lets a run whose worker was killed be detected.
-        if context.dagster_run is not None and context.instance is not None:
-            record_run_process(context.instance, context.dagster_run)
+        if context.run is not None and context.instance is not None:
+            record_run_process(context.instance, context.run)
 
     def settings(self) -> Settings:
         return Settings.from_env(home=self.home or None, uploads=self.uploads or None)
