@@ -1,6 +1,7 @@
 """The Dagster instance the CLI and the tests use: the one under DAGSTER_HOME, with the repo's dagster.yaml."""
 
 import fcntl
+import logging
 import os
 import shutil
 import time
@@ -10,6 +11,7 @@ import dagster as dg
 
 from video_assets.locations import default_dagster_home
 
+_log = logging.getLogger(__name__)
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 # A daemon whose heartbeat is older than this is taken as not running.
 DAEMON_HEARTBEAT_FRESH_SECONDS = 120.0
@@ -29,6 +31,12 @@ def dagster_instance() -> dg.DagsterInstance:
         try:
             if not (home / "dagster.yaml").exists() and REPO_DAGSTER_YAML.exists():
                 shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
+            elif "dagster/partition" not in (home / "dagster.yaml").read_text():
+                _log.warning(
+                    "%s has no run-queue limit of one run per video (tag_concurrency_limits on dagster/partition, "
+                    "see the project's dagster.yaml): runs of one video from the UI may overlap",
+                    home / "dagster.yaml",
+                )
             instance = dg.DagsterInstance.get()
             instance.get_runs(limit=1)
             instance.get_dynamic_partitions("videos")
