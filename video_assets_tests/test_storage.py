@@ -287,7 +287,14 @@ def test_a_moved_data_root_keeps_working(
     defs = build_definitions(settings)
     checks = run_checks(defs, ["segments", "captions", "embeddings", "description"], key, instance)
     assert checks == dict.fromkeys(
-        ["segments_cover_duration", "frames_exist", "one_point_per_segment", "description_non_empty"], True
+        [
+            "segments_cover_duration",
+            "frames_exist",
+            "captions_complete",
+            "one_point_per_segment",
+            "description_non_empty",
+        ],
+        True,
     )
     assert layout.transcripts_file(key).exists()  # same segments as before: kept by the rerun
 
