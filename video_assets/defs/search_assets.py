@@ -14,6 +14,7 @@ import dagster as dg
 from PIL import Image
 
 from video_assets.defs.common import digest, fail, timed_excerpt, video_asset
+from video_assets.defs.k8s import step_op_tags
 from video_assets.defs.resources import (
     CaptionerResource,
     EmbedderResource,
@@ -54,6 +55,7 @@ def build_search_assets(
 
     @video_asset(
         name="captions",
+        op_tags=step_op_tags(settings, "captions"),
         deps=["transcripts"],
         kinds=caption_kinds,
         pool="gpu",
@@ -67,6 +69,7 @@ def build_search_assets(
 
     @video_asset(
         name="embeddings",
+        op_tags=step_op_tags(settings, "embeddings"),
         deps=[captions],
         kinds={"qdrant", "numpy"} if settings.embedding_model == BUNDLED else {"qdrant", "sentence-transformers"},
         pool="vector_store",
@@ -86,6 +89,7 @@ def build_search_assets(
 
     @video_asset(
         name="description",
+        op_tags=step_op_tags(settings, "description"),
         deps=[embeddings],
         kinds=description_kinds,
         pool="vector_store",
