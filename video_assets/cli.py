@@ -360,7 +360,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"results": [r.as_dict() for r in results], "ok": not failed}, indent=2))
     else:
-        print(f"process RSS {_mib(manager.rss_bytes()):.1f} MiB ({_mib(manager.rss_bytes() - started):+.1f} MiB)")
+        now = manager.rss_bytes()
+        print(f"process RSS {_mib(now):.1f} MiB ({_mib(now - started):+.1f} MiB since warm began, imports included)")
     for result in failed:
         print(f"video-assets models warm: {result.role} model {result.name} failed: {result.detail}", file=sys.stderr)
     return 1 if failed else 0
