@@ -26,6 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="models, device, settings and the state of every video")
     status.add_argument("--json", action="store_true")
 
+    models = commands.add_parser("models", help="the model manager: each model's state, or load them all once")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    models_status = model_commands.add_parser(
+        "status", help="per model: ready or not, name, folder, size on disk, device; and the GPUs"
+    )
+    models_status.add_argument("--json", action="store_true")
+    models_warm = model_commands.add_parser(
+        "warm",
+        help="load every configured model once (and check the description endpoint if OPENAI_BASE_URL is set); "
+        "report load time and memory growth; exit 1 naming any that failed",
+    )
+    models_warm.add_argument("--json", action="store_true")
+
     search = commands.add_parser("search", help="find moments by what was said or shown")
     search.add_argument("query")
     search.add_argument("--workspace", "-w", default=None)
@@ -77,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "ingest": _ingest,
         "status": _status,
+        "models": _models,
         "search": _search,
         "reindex": _reindex,
         "delete": _delete,
@@ -255,24 +269,23 @@ def _shorten(text: str, width: int) -> str:
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from video_assets.defs.runner import dagster_instance, video_states
-    from video_assets.models.whisper import pick_device, resolve_model_path
+    from video_assets.models.manager import model_statuses, table
 
-    whisper_path = resolve_model_path(settings.whisper_model, settings.model_cache_dir)
-    device, compute_type = pick_device(settings.whisper_device, settings.whisper_compute_type)
+    statuses = model_statuses(settings, check_size=False)
     instance = dagster_instance()
     report = {
         "data_root": str(settings.home_dir),
         "uploads": settings.uploads_location,
         "dagster_home": os.environ["DAGSTER_HOME"],
         "models": {
-            "whisper": {
-                "name": settings.whisper_model,
-                "path": whisper_path,
-                "found": Path(whisper_path).exists(),
-                "device": device,
-                "compute_type": compute_type,
-            },
-            **_other_models(settings),
+            role: {
+                "name": s.name,
+                "path": s.path,
+                "found": s.found,
+                "device": s.device,
+                "compute_type": s.compute_type,
+            }
+            for role, s in statuses.items()
         },
         "videos": video_states(settings, instance),
     }
@@ -282,11 +295,14 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"data root     {report['data_root']}")
     print(f"uploads       {report['uploads']}")
     print(f"DAGSTER_HOME  {report['dagster_home']}")
-    for name, model in report["models"].items():
-        found = "found" if model["found"] else "NOT FOUND"
-        print(
-            f"model {name:<10} {model['name']} -> {model['path']} ({found}; {model['device']}, {model['compute_type']})"
-        )
+    print()
+    rows = [
+        [role, m["name"], m["path"], "yes" if m["found"] else "NOT FOUND", m["device"], m["compute_type"]]
+        for role, m in report["models"].items()
+    ]
+    for line in table(["model", "name", "path", "found", "device", "compute type"], rows):
+        print(line)
+    print()
     print(f"videos        {len(report['videos'])}")
     for video in report["videos"]:
         assets = ", ".join(f"{a}:{s}" for a, s in video["assets"].items())
@@ -294,46 +310,65 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _other_models(settings: Settings) -> dict:
-    from video_assets.models.captioners import OCR_VISUAL_STATS
-    from video_assets.models.embedder import default_device
-    from video_assets.models.embedder import resolve_model_path as embedder_path
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.models import manager
 
-    gpu = default_device()
-    name, path = embedder_path(settings.embedding_model)
-    if settings.caption_model == OCR_VISUAL_STATS:
-        import rapidocr_onnxruntime
+    if args.models_command == "status":
+        statuses = manager.model_statuses(settings)
+        gpu = manager.gpu_report()
+        if args.json:
+            print(json.dumps({"models": {r: s.as_dict() for r, s in statuses.items()}, "gpu": gpu}, indent=2))
+            return 0
+        rows = [
+            [
+                role,
+                "ready" if s.ready else "NOT READY",
+                s.name,
+                s.path,
+                manager.human_bytes(s.size_bytes),
+                s.device,
+                s.compute_type,
+            ]
+            for role, s in statuses.items()
+        ]
+        for line in manager.table(["model", "state", "name", "path", "size", "device", "compute type"], rows):
+            print(line)
+        for s in statuses.values():
+            if not s.ready:
+                print(f"{s.role}: {s.error}")
+        print()
+        for line in manager.gpu_lines(gpu):
+            print(line)
+        return 0
 
-        caption_path = str(Path(rapidocr_onnxruntime.__file__).parent / "models")
+    def progress(result: manager.WarmResult) -> None:
+        if args.json:
+            return
+        state = "ok" if result.ok else "FAILED"
+        # A not-found error already starts with the model's name.
+        said = result.detail if result.detail.startswith(result.name) else f"{result.name}: {result.detail}"
+        print(
+            f"{result.role:<10}  {state:<6}  {result.seconds:6.2f} s  RSS {_mib(result.rss_growth):+8.1f} MiB  {said}",
+            flush=True,
+        )
+
+    if not args.json:
+        print(f"{'model':<10}  {'state':<6}  {'load':>8}  {'RSS growth':>16}  name: detail", flush=True)
+    started = manager.rss_bytes()
+    _, results = manager.warm(settings, on_result=progress)
+    failed = [r for r in results if not r.ok]
+    if args.json:
+        print(json.dumps({"results": [r.as_dict() for r in results], "ok": not failed}, indent=2))
     else:
-        caption_path = settings.caption_model
-    return {
-        "captioner": {
-            "name": settings.caption_model,
-            "path": caption_path,
-            "found": Path(caption_path).exists(),
-            "device": gpu,
-            "compute_type": "onnx"
-            if settings.caption_model == OCR_VISUAL_STATS
-            else "4-bit"
-            if gpu == "cuda"
-            else "float32",
-        },
-        "embedder": {
-            "name": name,
-            "path": path,
-            "found": Path(path).exists(),
-            "device": gpu,
-            "compute_type": "float32",
-        },
-        "summarizer": {
-            "name": settings.summary_model if settings.openai_base_url else "extractive",
-            "path": settings.openai_base_url or "(offline)",
-            "found": True,
-            "device": "remote" if settings.openai_base_url else "cpu",
-            "compute_type": "-",
-        },
-    }
+        now = manager.rss_bytes()
+        print(f"process RSS {_mib(now):.1f} MiB ({_mib(now - started):+.1f} MiB since warm began, imports included)")
+    for result in failed:
+        print(f"video-assets models warm: {result.role} model {result.name} failed: {result.detail}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _mib(size: int) -> float:
+    return size / 2**20
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
