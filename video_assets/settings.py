@@ -133,6 +133,11 @@ class Settings:
         "QDRANT_URL", "", "Qdrant server; empty: the embedded Qdrant Edge shard under <home>/vectors/edge"
     )
     qdrant_collection: str = _env_field("VIDEO_ASSETS_COLLECTION", "video_segments", "Qdrant collection")
+    qdrant_timeout: int = _env_field(
+        "QDRANT_TIMEOUT_SECONDS",
+        30,
+        "per request to a Qdrant server; overloaded or unreachable ones are retried 3 times",
+    )
 
     openai_base_url: str = _env_field(
         "OPENAI_BASE_URL", "", "OpenAI-compatible endpoint for descriptions; empty: extractive summary"

@@ -8,10 +8,15 @@ is no engine to serve from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from video_assets.store.vector_index import (
     DEFAULT_COLLECTION,
@@ -34,6 +39,11 @@ from video_assets.store.vector_index import (
 
 _UPSERT_BATCH = 256
 _SCROLL_PAGE = 1024
+SERVER_TIMEOUT_SECONDS = 30
+SERVER_ATTEMPTS = 4  # one try and three retries, 0.5 / 1 / 2 s apart (jittered)
+_RETRY_BASE_DELAY = 0.5
+_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+_log = logging.getLogger(__name__)
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
@@ -49,11 +59,53 @@ def _sparse(vector: SparseLike) -> models.SparseVector:
     return models.SparseVector(indices=[int(i) for i in vector.indices], values=[float(v) for v in vector.values])
 
 
-def connect(*, url: str | None = None, path: str | Path | None = None, api_key: str | None = None) -> QdrantClient:
+class RetryingClient:
+    """A server's client whose calls are retried, with backoff, on what heals by waiting: a connection
+    refused or reset, a timeout, 429 and 5xx. Anything else (a 400, a 404) fails at once. After the
+    last try the error names the server: the asset's RetryPolicy takes it from there."""
+
+    def __init__(
+        self, client: QdrantClient, url: str, *, attempts: int = SERVER_ATTEMPTS, base_delay: float = _RETRY_BASE_DELAY
+    ):
+        self._client, self._url, self._attempts, self._base_delay = client, url, attempts, base_delay
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        return self._retrying(name, method) if callable(method) else method
+
+    def _retrying(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    return method(*args, **kwargs)
+                except (ResponseHandlingException, UnexpectedResponse) as exc:
+                    status = getattr(exc, "status_code", None)
+                    if status is not None and status not in _TRANSIENT_STATUS:
+                        raise
+                    cause = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
+                    if attempt == self._attempts:
+                        raise VectorIndexError(f"Qdrant at {self._url} failed {name} {attempt} times: {cause}") from exc
+                    delay = self._base_delay * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+                    _log.warning(
+                        "Qdrant at %s: %s failed (%s); retry %d in %.2f s", self._url, name, cause, attempt, delay
+                    )
+                    time.sleep(delay)
+            raise AssertionError("unreachable")
+
+        return call
+
+
+def connect(
+    *,
+    url: str | None = None,
+    path: str | Path | None = None,
+    api_key: str | None = None,
+    timeout: int = SERVER_TIMEOUT_SECONDS,
+) -> QdrantClient:
     if (path is None) == (url is None):
         raise ValueError("give exactly one of url (a Qdrant server) or path (qdrant-client local mode)")
     if url is not None:
-        return QdrantClient(url=url, api_key=api_key)
+        return RetryingClient(QdrantClient(url=url, api_key=api_key, timeout=timeout), url)  # type: ignore[return-value]
     folder = Path(path).expanduser().resolve()  # type: ignore[arg-type]
     folder.mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=str(folder))
@@ -69,8 +121,9 @@ class ClientVectorIndex(VectorIndex):
         path: str | Path | None = None,
         api_key: str | None = None,
         collection: str = DEFAULT_COLLECTION,
+        timeout: int = SERVER_TIMEOUT_SECONDS,
     ) -> None:
-        self.client = connect(url=url, path=path, api_key=api_key)
+        self.client = connect(url=url, path=path, api_key=api_key, timeout=timeout)
         self.collection = collection
         self.is_server = url is not None
         self._ensured: tuple[int, str] | None = None
@@ -109,9 +162,16 @@ class ClientVectorIndex(VectorIndex):
             sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
         # Local mode ignores payload indexes (and warns); a server uses them for every filtered query.
+        # Every search is within one workspace: as the tenant key, the server keeps each workspace's
+        # points together on disk.
         if self.is_server:
             for key in INDEXED_KEYS:
-                self.client.create_payload_index(self.collection, key, field_schema=models.PayloadSchemaType.KEYWORD)
+                schema = (
+                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+                    if key == "workspace"
+                    else models.PayloadSchemaType.KEYWORD
+                )
+                self.client.create_payload_index(self.collection, key, field_schema=schema)
 
     def _first_model(self, where: models.Filter) -> str | None:
         records, _ = self.client.scroll(self.collection, scroll_filter=where, limit=1, with_payload=["model"])

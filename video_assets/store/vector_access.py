@@ -36,19 +36,26 @@ def configured_vector_index(
         collection=collection or settings.qdrant_collection,
         api_key=os.environ.get("QDRANT_API_KEY") or None,
         lock_wait_seconds=lock_wait_seconds,
+        timeout=settings.qdrant_timeout,
     )
 
 
 @contextmanager
 def vector_index(
-    *, url: str | None, path: Path, collection: str, api_key: str | None = None, lock_wait_seconds: float = 120.0
+    *,
+    url: str | None,
+    path: Path,
+    collection: str,
+    api_key: str | None = None,
+    lock_wait_seconds: float = 120.0,
+    timeout: int = 30,
 ) -> Iterator[VectorIndex]:
     """A server's collection when `url` is given, else the edge shard of `collection` in the vectors folder `path`."""
     index: VectorIndex
     if url:
         from video_assets.store.qdrant_client_index import ClientVectorIndex
 
-        index = ClientVectorIndex(url=url, api_key=api_key, collection=collection)
+        index = ClientVectorIndex(url=url, api_key=api_key, collection=collection, timeout=timeout)
     else:
         from video_assets.store.qdrant_edge_index import EdgeVectorIndex
         from video_assets.store.vector_migration import edge_shard_path, migrate_local_mode
