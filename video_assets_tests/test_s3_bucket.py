@@ -285,3 +285,18 @@ class _RecordingClient:
     def get_object(self, **kwargs):  # noqa: ANN201
         response = self._client.get_object(**kwargs)
         return {**response, "Body": _Body(response["Body"], self._chunks)}
+
+
+def test_a_listing_reads_as_head_does_and_hides_what_the_folder_hides(tmp_path: Path) -> None:
+    """LastModified in whole seconds (a listing may carry milliseconds, HEAD's HTTP date does not); hidden
+    names and folder markers are no uploads. No server needed: the entries are what ListObjectsV2 returns."""
+    bucket = S3Bucket("s3://videos/p", tmp_path)
+    stamp = datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    obj = bucket._listed({"Key": "p/team-a/x.mp4", "Size": 5, "LastModified": stamp}, "p/", None)
+    assert obj.uri == "s3://videos/p/team-a/x.mp4" and (obj.workspace, obj.name, obj.size) == ("team-a", "x.mp4", 5)
+    assert obj.mtime == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    for key in ("p/team-a/.partial.mp4", "p/team-a/.tool/x.mp4", "p/team-a/sub/", "p/loose.mp4"):
+        assert bucket._listed({"Key": key, "Size": 1, "LastModified": stamp}, "p/", None) is None
+    assert bucket.uri("team-a", "a b/ü.mp4") == "s3://videos/p/team-a/a b/ü.mp4"
+    with pytest.raises(ValueError):
+        bucket.uri("Team A", "x.mp4")
