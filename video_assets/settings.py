@@ -166,6 +166,11 @@ class Settings:
     def uploads_location(self) -> str:
         return self.uploads or str(self.home_dir / "uploads")
 
+    @property
+    def upload_cache_dir(self) -> Path:
+        """Where the objects of an S3 upload bucket are copied to be probed, hashed and cut."""
+        return self.home_dir / "cache" / "uploads"
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         environ = dict(os.environ if environ is None else environ)

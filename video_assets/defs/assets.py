@@ -6,6 +6,7 @@ atomically; the Dagster layer only adds partitions, metadata, pools and failure 
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -21,8 +22,9 @@ from video_assets.models.whisper import assign_words, join_words, words_as_dicts
 from video_assets.settings import Settings
 from video_assets.store.atomic import atomic_write_json
 from video_assets.store.documents import new_segments_record, segment_bounds, store_segments
-from video_assets.store.layout import DataLayout, content_hash
+from video_assets.store.layout import DataLayout, content_hash, split_partition_key
 from video_assets.store.registry import VideoRecord
+from video_assets.store.uploads import UploadBucket
 
 
 class SegmentsConfig(dg.Config):
@@ -60,12 +62,12 @@ def cut_video(
     record = store.registry().get(key)
     if record is None:
         raise fail(context, f"video {key}: no upload is recorded for this partition (was it deleted?)")
-    present = _present_sources(store, record)
+    bucket = store.bucket()
+    present, source = _with_recorded_bytes(bucket, record)
     if not present:
         raise fail(context, f"video {key}: none of its uploaded files exists any more: {', '.join(record.names)}")
-    source = _with_recorded_bytes(present, record)
     if source is None:
-        names = ", ".join(name for name, _ in present)
+        names = ", ".join(present)
         raise fail(
             context,
             f"video {key}: the bytes of {names} changed since it was registered (overwritten, or still being "
@@ -81,6 +83,7 @@ def cut_video(
         return _split_into_place(context, config, settings, layout, record, source, staging, started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone on success (swapped in) and on any failure
+        bucket.release(source.uri)  # an S3 object's local copy: cut, it is needed no more
 
 
 def _split_into_place(
@@ -89,13 +92,13 @@ def _split_into_place(
     settings: Settings,
     layout: DataLayout,
     record: VideoRecord,
-    source: Path,
+    source: "_Source",
     staging: Path,
     started: float,
 ) -> dg.MaterializeResult:
     key = context.partition_key
     try:
-        info = probe(source)
+        info = probe(source.path)
         split = split_video(
             info,
             staging,
@@ -118,7 +121,8 @@ def _split_into_place(
         file_size=info.size,
         duration=info.duration,
         # The upload that was cut: relative too when the bucket is the data root's own uploads/ folder.
-        media=info.as_dict() | {"path": layout.relative(info.path)},
+        # An S3 object's local copy is removed after the cut: its URI is what names it.
+        media=info.as_dict() | {"path": source.uri if "://" in source.uri else layout.relative(info.path)},
         cut_method=split.method,
         audio_path=layout.relative(final_dir / AUDIO_FILE) if split.audio_path else None,
         segments=segment_rows,
@@ -268,22 +272,33 @@ def _remove_staging_of_dead_runs(context: dg.AssetExecutionContext, staging_root
             context.log.info(f"removed {folder.name}: staging left by a run that ended without cleaning it")
 
 
-def _present_sources(store: VideoStoreResource, record: VideoRecord) -> list[tuple[str, Path]]:
-    bucket = store.bucket()
-    paths = [(source.name, bucket.local_path(source.uri)) for source in record.sources]
-    return [(name, path) for name, path in paths if path.exists()]
+@dataclass(frozen=True)
+class _Source:
+    uri: str  # in the bucket
+    path: Path  # the file to read: the upload itself, or an S3 object's local copy
 
 
-def _with_recorded_bytes(present: list[tuple[str, Path]], record: VideoRecord) -> Path | None:
-    """The first upload still holding exactly the bytes the partition is named after.
+def _with_recorded_bytes(bucket: UploadBucket, record: VideoRecord) -> tuple[list[str], _Source | None]:
+    """The names whose upload still exists, and the first one holding exactly the bytes the partition is
+    named after (None if none does).
 
-    A run processes what its partition names, never what a file became after an overwrite or a
-    stalled upload's resumed write; hashing costs a fraction of cutting the file.
+    A run processes what its partition names, never what a file became after an overwrite or a stalled
+    upload's resumed write; hashing costs a fraction of cutting the file. An S3 object is copied (streamed)
+    only once it is known to exist; a copy of other bytes is removed at once.
     """
-    for _, path in present:
+    workspace, _ = split_partition_key(record.partition_key)
+    present: list[str] = []
+    for source in record.sources:
+        if bucket.stat(workspace, source.name) is None:
+            continue
+        path = bucket.local_path(source.uri)
+        if not path.exists():  # removed between the two looks
+            continue
+        present.append(source.name)
         if content_hash(path) == record.sha256:
-            return path
-    return None
+            return present, _Source(source.uri, path)
+        bucket.release(source.uri)
+    return present, None
 
 
 def _segment_rows(split: SplitResult, layout: DataLayout, final_dir: Path) -> list[dict]:

@@ -52,7 +52,7 @@ def run_cleanup(
 ) -> CleanupReport:
     started = time.perf_counter()
     layout = DataLayout(settings.home_dir)
-    bucket = open_bucket(settings.uploads_location)
+    bucket = open_bucket(settings.uploads_location, settings.upload_cache_dir)
     registry = VideoRegistry(layout, bucket)
     report = CleanupReport(dry_run)
     reap_dead_runs(instance)
@@ -112,11 +112,11 @@ def _present(registry: VideoRegistry, bucket: UploadBucket, key: str, names: lis
     is there with the size it had."""
     workspace, _ = split_partition_key(key)
     for name in names:
-        if bucket.local_path(bucket.uri(workspace, name)).exists():
+        if bucket.stat(workspace, name) is not None:
             return name
     for name, size in registry.dropped_names(key):
-        path = bucket.local_path(bucket.uri(workspace, name))
-        if path.exists() and path.stat().st_size == size:
+        obj = bucket.stat(workspace, name)
+        if obj is not None and obj.size == size:
             return name
     return None
 

@@ -63,7 +63,7 @@ def delete(
     `remove_uploads=False` is the bucket telling us a file is gone: there is nothing to remove.
     """
     layout = DataLayout(settings.home_dir)
-    bucket = open_bucket(settings.uploads_location)
+    bucket = open_bucket(settings.uploads_location, settings.upload_cache_dir)
     registry = VideoRegistry(layout, bucket)
     key, name = _resolve(target, workspace, registry, instance)
     if key is None:
@@ -172,7 +172,7 @@ def remove_video_data(
 
 def delete_originals(key: str, settings: Settings) -> list[str]:
     """VIDEO_DELETE_ORIGINAL_ENABLED: after a successful run the uploads go, the references stay."""
-    bucket = open_bucket(settings.uploads_location)
+    bucket = open_bucket(settings.uploads_location, settings.upload_cache_dir)
     registry = VideoRegistry(DataLayout(settings.home_dir), bucket)
     record = registry.get(key)
     if record is None:

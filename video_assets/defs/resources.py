@@ -57,7 +57,11 @@ class VideoStoreResource(dg.ConfigurableResource):
         return VideoRegistry(self.layout(), self.bucket())  # URIs through the bucket as configured now
 
     def bucket(self) -> UploadBucket:
-        return open_bucket(self.settings().uploads_location)
+        """The configured bucket. An S3 one reads its credentials from the standard AWS environment
+        (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION) in boto3 itself:
+        they are no field here, so they never show in the UI, a run's config or metadata."""
+        settings = self.settings()
+        return open_bucket(settings.uploads_location, settings.upload_cache_dir)
 
 
 class WhisperResource(dg.ConfigurableResource):

@@ -65,7 +65,7 @@ def ingest_files(
     os.environ["VIDEO_ASSETS_HOME"] = str(settings.home_dir)  # the run reconstructs definitions from the environment
     if settings.uploads:
         os.environ["VIDEO_ASSETS_UPLOADS"] = settings.uploads
-    bucket = open_bucket(settings.uploads_location)
+    bucket = open_bucket(settings.uploads_location, settings.upload_cache_dir)
     registry = VideoRegistry(DataLayout(settings.home_dir))
     reap_dead_runs(instance)
     outcomes = []
@@ -103,11 +103,15 @@ def _ingest_one(
 
 def _bucket_name(bucket: UploadBucket, workspace: str, name: str, key: str) -> str:
     """Keep the uploaded name unless another file already holds it; then add the content id."""
-    target = Path(bucket.location) / workspace / name
-    if target.exists():
+    existing = bucket.stat(workspace, name)
+    if existing is not None:
         from video_assets.store.layout import content_hash, split_partition_key
 
-        if not content_hash(target).startswith(split_partition_key(key)[1]):
+        try:  # an S3 object is copied to be hashed, and the copy removed
+            same = content_hash(bucket.local_path(existing.uri)).startswith(split_partition_key(key)[1])
+        finally:
+            bucket.release(existing.uri)
+        if not same:
             stem, dot, suffix = name.rpartition(".")
             return f"{stem}-{split_partition_key(key)[1][:8]}{dot}{suffix}" if dot else f"{name}-{key[-8:]}"
     return name

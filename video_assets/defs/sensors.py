@@ -4,7 +4,9 @@ A tick lists the bucket, skips every file the registry already knows at its curr
 and probes and hashes at most VIDEO_SENSOR_MAX_FILES_PER_TICK new ones within
 VIDEO_SENSOR_TICK_BUDGET_SECONDS; the rest wait for the next tick. The cursor holds only uploads still
 being written: what was handled lives in the registry. A tick's costly work (probing, hashing) is
-bounded whatever the bucket holds; what grows with it is one directory walk and one registry query.
+bounded whatever the bucket holds; what grows with it is one directory walk (one paginated listing for an
+S3 bucket) and one registry query. An S3 object is copied into <home>/cache/uploads to be probed and hashed;
+the copy is kept for the run it is requested for (its segments step removes it) and removed otherwise.
 """
 
 import logging
@@ -79,6 +81,8 @@ def upload_sensor(context: dg.SensorEvaluationContext, store: VideoStoreResource
             break
         looked_at += 1
         outcome = admit(registry, bucket, obj)
+        if outcome.status != "registered" or outcome.partition_key in partitions or outcome.partition_key in requested:
+            bucket.release(obj.uri)  # an S3 object's local copy is kept only for the run it is requested for
         if outcome.status == "changing":
             uploads.settling.add(obj)
             continue

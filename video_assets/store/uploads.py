@@ -1,4 +1,4 @@
-"""The upload bucket behind one small listing interface: a local folder by default.
+"""The upload bucket behind one small listing interface: a local folder by default, or S3 (s3_bucket.py).
 
 Layout: `<bucket>/<workspace>/<any/sub/path/name>`. Hidden names (a leading '.') are never listed:
 uploaders and `atomic_copy` write under such a name and rename when done. A symbolic link that leads
@@ -38,7 +38,11 @@ class UploadBucket(Protocol):
 
     def uri(self, workspace: str, name: str) -> str: ...
 
+    def stat(self, workspace: str, name: str) -> UploadedObject | None: ...
+
     def local_path(self, uri: str) -> Path: ...
+
+    def release(self, uri: str) -> None: ...
 
     def put(self, source: Path, workspace: str, name: str) -> UploadedObject: ...
 
@@ -93,8 +97,19 @@ class LocalFolderBucket:
     def uri(self, workspace: str, name: str) -> str:
         return str(self.root / workspace / name)
 
+    def stat(self, workspace: str, name: str) -> UploadedObject | None:
+        path = self.root / check_workspace(workspace) / name
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return UploadedObject(str(path), workspace, name, stat.st_size, stat.st_mtime) if path.is_file() else None
+
     def local_path(self, uri: str) -> Path:
         return Path(uri)
+
+    def release(self, uri: str) -> None:
+        """The file is the upload itself: nothing to remove."""
 
     def _inside(self, entry: os.DirEntry) -> bool:
         """False for a link whose target is outside the bucket."""
@@ -119,9 +134,14 @@ class LocalFolderBucket:
         return True
 
 
-def open_bucket(location: str) -> UploadBucket:
+def open_bucket(location: str, cache_dir: Path | None = None) -> UploadBucket:
+    """A folder, or `s3://bucket/prefix` whose objects are copied into `cache_dir` to be read."""
     if location.startswith("s3://"):
-        raise NotImplementedError(f"S3 upload buckets ({location}) are not supported yet; use a local folder")
+        from video_assets.store.s3_bucket import S3Bucket
+
+        if cache_dir is None:
+            raise ValueError(f"{location}: an S3 upload bucket needs a working folder for its local copies")
+        return S3Bucket(location, cache_dir)
     return LocalFolderBucket(location)
 
 
