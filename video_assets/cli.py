@@ -65,6 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be removed; change nothing")
     cleanup.add_argument("--json", action="store_true")
 
+    workers = commands.add_parser(
+        "workers",
+        help="run one Celery worker per GPU for the instance's CeleryRunLauncher (deploy/dagster-celery.yaml), "
+        "until SIGINT/SIGTERM",
+    )
+    workers.add_argument(
+        "--devices",
+        default=None,
+        help="comma-separated device ids, one worker each (default: every visible GPU, else one CPU worker)",
+    )
+    workers.add_argument("--queue", default=None, help="the Celery queue to serve (default: gpu)")
+    workers.add_argument(
+        "--grace", type=float, default=60.0, help="seconds a stopping worker may finish its run before SIGKILL"
+    )
+    workers.add_argument("--loglevel", default="INFO", help="the Celery workers' log level")
+
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
     demo.add_argument("--workspace", "-w", default=None)
 
@@ -82,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "delete": _delete,
         "cleanup": _cleanup,
         "demo": _demo,
+        "workers": _workers,
     }[args.command]
     return handler(args, settings)
 
@@ -247,6 +264,18 @@ def _cleanup(args: argparse.Namespace, settings: Settings) -> int:
     for path in report["leftovers_removed"]:
         print(f"  {'would remove' if report['dry_run'] else 'removed'} {path}")
     return 0
+
+
+def _workers(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.workers import DEFAULT_QUEUE, parse_devices, run_workers
+
+    try:
+        devices = parse_devices(args.devices)
+    except ValueError as exc:
+        print(f"video-assets workers: {exc}", file=sys.stderr)
+        return 2
+    os.environ["VIDEO_ASSETS_HOME"] = str(settings.home_dir)  # the runs read the data root from the environment
+    return run_workers(devices, args.queue or DEFAULT_QUEUE, grace=args.grace, loglevel=args.loglevel)
 
 
 def _shorten(text: str, width: int) -> str:

@@ -4,6 +4,9 @@ Runs are created in the instance under DAGSTER_HOME and executed in this process
 logs, materializations and failures show in the Dagster UI exactly like sensor-started runs. One
 video has at most one run in progress, whoever started it: a CLI that finds a run of the video
 in progress (another CLI's, the sensor's, a UI launch) waits for it and reports its result.
+
+With an instance whose run launcher is Dagster's CeleryRunLauncher (deploy/dagster-celery.yaml), the
+run is launched through it instead, to a GPU worker (`video-assets workers`), and waited for here.
 """
 
 import os
@@ -19,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.api import execute_run as dg_execute_run  # runs a run created here, as execute_job does
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from video_assets.defs.instance import daemon_running, dagster_instance
 from video_assets.defs.partitions import videos_partitions
@@ -124,6 +128,7 @@ def _run_once(
     """
     key = outcome.partition_key
     waited: dg.DagsterRun | None = None
+    elsewhere = False
     while True:
         with video_lock(settings.home_dir, key):
             reap_dead_runs(instance, key)
@@ -141,17 +146,23 @@ def _run_once(
                     outcome.status = "processed"
                     return outcome
                 _add_partition(instance, key)
+                elsewhere = launches_elsewhere(instance)
+                # Executed here, the run is this process's; on a Celery worker, the worker's process
+                # records itself when the run starts (VideoStoreResource).
+                where = {DAGSTER_CELERY_QUEUE_TAG: settings.run_queue} if elsewhere else {PROCESS_TAG: this_process()}
                 run = instance.create_run_for_job(
                     job_def=job.get_definition(),
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # the UI keeps all
                     tags={
                         "dagster/partition": key,
                         "dagster/max_runtime": str(int(settings.run_max_runtime)),
-                        PROCESS_TAG: this_process(),
+                        **where,
                     },
                     asset_selection=todo if todo != _job_assets() else None,
                     job_code_origin=job.get_python_origin(),
                 )
+        if active is None and elsewhere:
+            return _launch_and_wait(outcome, instance, run, settings)
         if active is None:
             expired = threading.Event()
             try:
@@ -179,6 +190,54 @@ def _run_once(
             file=sys.stderr,
         )
         waited = wait_for_run(instance, active)
+
+
+def launches_elsewhere(instance: dg.DagsterInstance) -> bool:
+    """The instance sends runs to workers (deploy/dagster-celery.yaml): ingest launches its runs there."""
+    from dagster_celery.launcher import CeleryRunLauncher
+
+    return isinstance(instance.run_launcher, CeleryRunLauncher)
+
+
+def _launch_and_wait(
+    outcome: IngestOutcome, instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings
+) -> IngestOutcome:
+    """Hand the run to the instance's run launcher (a Celery queue: a GPU worker executes it) and wait
+    for it. A worker killed mid-run leaves the run STARTED: the reaper fails it (its process tag is the
+    worker's). Past `dagster/max_runtime` from its start, the run is terminated through the launcher."""
+    try:
+        instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]  # Celery needs no workspace
+    except Exception as exc:  # the broker is down or refuses: the instance has failed the run
+        outcome.status, outcome.run_id = "failed", run.run_id
+        outcome.message = f"{outcome.path}: run {run.run_id[:8]} could not be launched: {exc}"
+        return outcome
+    print(
+        f"video-assets: {outcome.path}: run {run.run_id[:8]} sent to queue {run.tags.get(DAGSTER_CELERY_QUEUE_TAG)}; "
+        "waiting for a worker to run it",
+        file=sys.stderr,
+    )
+    expired = False
+    while not (current := instance.get_run_by_id(run.run_id)).is_finished:
+        time.sleep(POLL_SECONDS)
+        reap_dead_runs(instance, outcome.partition_key)
+        record = instance.get_run_record_by_id(run.run_id)
+        started = record.start_time if record else None
+        if not expired and started and time.time() - started > settings.run_max_runtime:
+            expired = True
+            instance.run_launcher.terminate(run.run_id)
+            give_up = time.monotonic() + 60
+        if expired and time.monotonic() > give_up and not instance.get_run_by_id(run.run_id).is_finished:
+            instance.report_run_failed(
+                current, f"stopped: it passed dagster/max_runtime {settings.run_max_runtime:g} s"
+            )
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    outcome = _report(outcome, instance, current)
+    if expired and outcome.status == "failed":
+        outcome.message = (
+            f"{outcome.path}: run {run.run_id[:8]} stopped: it passed VIDEO_RUN_MAX_RUNTIME_SECONDS="
+            f"{settings.run_max_runtime:g}"
+        )
+    return outcome
 
 
 @contextmanager
