@@ -27,6 +27,7 @@ from video_assets_tests.test_runs import finish, open_instance, start_ingest, vi
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_STEPS = ("transcripts", "captions", "embeddings")
+STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
 REDIS_DB = 7
 
 
@@ -51,7 +52,7 @@ def _broker() -> tuple[str, str] | None:
 
 
 BROKER = _broker()
-pytestmark = pytest.mark.skipif(BROKER is None, reason="no Redis or RabbitMQ on 127.0.0.1")
+needs_broker = pytest.mark.skipif(BROKER is None, reason="no Redis or RabbitMQ on 127.0.0.1")
 
 
 @pytest.fixture
@@ -120,16 +121,20 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def _take_a_running_run(instance: dg.DagsterInstance, workers: dict[str, int]) -> tuple[dg.DagsterRun, int]:
-    """The first run a worker process has recorded itself on: (run, pid of that process)."""
+def _a_run_in_a_gpu_step(instance: dg.DagsterInstance) -> tuple[dg.DagsterRun, int]:
+    """The first run a worker executes that is in its `transcripts` step: (run, pid of its process)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for run in video_runs(instance):
             process = run.tags.get(PROCESS_TAG)
             if process and run.status == dg.DagsterRunStatus.STARTED:
-                return run, int(process.split("/")[1])
+                events = instance.all_logs(run.run_id, of_type=STEP_EVENTS)
+                seen = {(r.dagster_event.event_type, r.dagster_event.step_key) for r in events}
+                started = (dg.DagsterEventType.STEP_START, "transcripts") in seen
+                if started and (dg.DagsterEventType.STEP_SUCCESS, "transcripts") not in seen:
+                    return run, int(process.split("/")[1])
         time.sleep(0.05)
-    raise AssertionError("no worker started a run")
+    raise AssertionError("no worker started a run's transcripts step")
 
 
 def _gpu_step_devices(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
@@ -141,6 +146,7 @@ def _gpu_step_devices(instance: dg.DagsterInstance, run_id: str) -> dict[str, st
     return devices
 
 
+@needs_broker
 def test_workers_run_whole_runs_one_per_device_and_a_killed_worker_fails_its_run(
     media, tmp_path: Path, celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,7 +159,7 @@ def test_workers_run_whole_runs_one_per_device_and_a_killed_worker_fails_its_run
         assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 2  # one slot per device
         ingests = [start_ingest(video, celery_env, tmp_path) for video in videos]
 
-        victim, victim_pid = _take_a_running_run(instance, worker_pids)
+        victim, victim_pid = _a_run_in_a_gpu_step(instance)
         # The run's process is the worker's pool process executing it, on the worker's one device.
         victim_device = _environ(victim_pid)["CUDA_VISIBLE_DEVICES"]
         assert _parent(victim_pid) == worker_pids[victim_device]
@@ -170,7 +176,9 @@ def test_workers_run_whole_runs_one_per_device_and_a_killed_worker_fails_its_run
             assert code == 0 and outcome["status"] == "processed", err[-3000:]
         assert len(outcomes) == len(videos) - 1
 
-        spans: list[tuple[str, float, float, str]] = [(victim_device, victim_start(instance, victim), killed_at, "x")]
+        spans: list[tuple[str, float, float, str]] = [
+            (victim_device, victim_start(instance, victim), killed_at, "killed")
+        ]
         for run_id in outcomes:
             run = instance.get_run_by_id(run_id)
             assert run.tags["dagster-celery/queue"] == celery_env["VIDEO_RUN_QUEUE"]
@@ -212,3 +220,38 @@ def test_workers_run_whole_runs_one_per_device_and_a_killed_worker_fails_its_run
 
 def victim_start(instance: dg.DagsterInstance, run: dg.DagsterRun) -> float:
     return instance.get_run_record_by_id(run.run_id).start_time
+
+
+def test_devices_one_worker_each_or_one_cpu_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from video_assets import workers
+
+    assert workers.parse_devices("0,1") == ["0", "1"]
+    assert workers.parse_devices(" 3 ") == ["3"]
+    for bad in ("", ",", "1,1"):
+        with pytest.raises(ValueError):
+            workers.parse_devices(bad)
+    monkeypatch.setattr(workers, "visible_gpus", lambda: [])
+    assert workers.parse_devices(None) == [workers.CPU]  # no GPU: one worker, CUDA_VISIBLE_DEVICES=""
+    monkeypatch.setattr(workers, "visible_gpus", lambda: ["0", "1", "2"])
+    assert workers.parse_devices(None) == ["0", "1", "2"]
+    assert workers.worker_environment("7", {"PATH": "/bin"}) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "7"}
+    command = workers.worker_command("gpu", "gpu-dev7@host")
+    assert command[command.index("--concurrency") + 1] == "1" and command[command.index("--queues") + 1] == "gpu"
+
+
+def test_visible_devices_metadata_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from video_assets.defs.common import visible_devices
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_devices() == "none"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_devices() == "none"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    assert visible_devices() == "7"
+
+
+def test_workers_refuse_an_instance_without_the_celery_launcher(data_home: Path, capsys) -> None:  # noqa: ANN001
+    from video_assets.cli import main
+
+    assert main(["workers", "--devices", "0"]) == 2
+    assert "does not use CeleryRunLauncher" in capsys.readouterr().err
