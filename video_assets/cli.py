@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument(
         "--grace", type=float, default=60.0, help="seconds a stopping worker may finish its run before SIGKILL"
     )
+    workers.add_argument(
+        "--pool-limit",
+        type=int,
+        default=None,
+        help="the 'gpu' pool's limit to set (default: the number of devices; with several GPU machines, the total)",
+    )
     workers.add_argument("--loglevel", default="INFO", help="the Celery workers' log level")
 
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
@@ -275,7 +281,9 @@ def _workers(args: argparse.Namespace, settings: Settings) -> int:
         print(f"video-assets workers: {exc}", file=sys.stderr)
         return 2
     os.environ["VIDEO_ASSETS_HOME"] = str(settings.home_dir)  # the runs read the data root from the environment
-    return run_workers(devices, args.queue or DEFAULT_QUEUE, grace=args.grace, loglevel=args.loglevel)
+    return run_workers(
+        devices, args.queue or DEFAULT_QUEUE, pool_limit=args.pool_limit, grace=args.grace, loglevel=args.loglevel
+    )
 
 
 def _shorten(text: str, width: int) -> str:

@@ -101,9 +101,8 @@ def worker_environment(device: str, base: dict[str, str] | None = None) -> dict[
     return {**(os.environ if base is None else base), "CUDA_VISIBLE_DEVICES": device}
 
 
-def set_gpu_pool(instance: dg.DagsterInstance, devices: Sequence[str]) -> int:
-    """The "gpu" pool as large as the number of devices (`dagster instance concurrency set gpu N`)."""
-    limit = len(devices)
+def set_gpu_pool(instance: dg.DagsterInstance, limit: int) -> int:
+    """The "gpu" pool's limit, as `dagster instance concurrency set gpu N` sets it."""
     instance.event_log_storage.set_concurrency_slots(GPU_POOL, limit)
     return limit
 
@@ -143,9 +142,18 @@ def _signal(pid: int, signum: int, *, group: bool) -> None:
 
 
 def run_workers(
-    devices: Sequence[str], queue: str, *, grace: float = 60.0, loglevel: str = "INFO", out: TextIO = sys.stdout
+    devices: Sequence[str],
+    queue: str,
+    *,
+    pool_limit: int | None = None,
+    grace: float = 60.0,
+    loglevel: str = "INFO",
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Start the workers and supervise them until a signal or one of them exits; then stop them all."""
+    """Start the workers and supervise them until a signal or one of them exits; then stop them all.
+
+    The "gpu" pool is set to `pool_limit`, by default the number of devices here (with several GPU
+    machines on one instance, pass the total)."""
     from video_assets.defs.instance import dagster_instance
 
     instance = dagster_instance()
@@ -159,7 +167,7 @@ def run_workers(
                 file=sys.stderr,
             )
             return 2
-        limit = set_gpu_pool(instance, devices)
+        limit = set_gpu_pool(instance, len(devices) if pool_limit is None else pool_limit)
     finally:
         instance.dispose()
 
