@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ WAITING_STATUSES = [
     dg.DagsterRunStatus.CANCELING,
 ]
 POLL_SECONDS = 1.0
+# Runs one `ingest` launches to Celery workers at once (the others wait for a free thread).
+MAX_RUNS_AWAITED = 16
 
 
 @dataclass
@@ -72,17 +75,24 @@ def ingest_files(
     bucket = open_bucket(settings.uploads_location)
     registry = VideoRegistry(DataLayout(settings.home_dir))
     reap_dead_runs(instance)
-    outcomes = []
-    for path in paths:
-        outcome = _ingest_one(Path(path), workspace, bucket, registry, instance)
+    job = dg.reconstructable(process_video)
+
+    def run(outcome: IngestOutcome) -> IngestOutcome:
         if outcome.status == "queued":
-            outcome = _run_once(outcome, instance, settings, dg.reconstructable(process_video))
+            outcome = _run_once(outcome, instance, settings, job)
             if outcome.status == "processed" and settings.delete_original_enabled:
                 from video_assets.defs.deletion import delete_originals
 
                 outcome.details["uploads_deleted"] = delete_originals(outcome.partition_key, settings)
-        outcomes.append(outcome)
-    return outcomes
+        return outcome
+
+    if launches_elsewhere(instance) and len(paths) > 1:
+        # The runs execute on the workers: every file's run is launched at once (one thread each
+        # waits for its run), so the files spread over every free device.
+        staged = [_ingest_one(Path(path), workspace, bucket, registry, instance) for path in paths]
+        with ThreadPoolExecutor(max_workers=min(len(staged), MAX_RUNS_AWAITED), thread_name_prefix="run") as pool:
+            return list(pool.map(run, staged))
+    return [run(_ingest_one(Path(path), workspace, bucket, registry, instance)) for path in paths]
 
 
 def _ingest_one(
