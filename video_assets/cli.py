@@ -421,6 +421,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in packages; never fetched at run time
     warnings.filterwarnings("ignore", message=".*(preview|beta).*", category=Warning)
+    # dagster-celery's launcher registers its task again for every run it launches: Celery's notice of it
+    # says nothing to a person (the task registered first is the same).
+    warnings.filterwarnings("ignore", message="Task name '(execute|resume)_job' is already registered")
 
 
 if __name__ == "__main__":

@@ -182,6 +182,7 @@ def test_workers_run_whole_runs_one_per_device_and_a_killed_worker_fails_its_run
         results = [finish(p, timeout=240) for p in ingests]
         outcomes = {o["run_id"]: (code, o, err) for code, printed, err in results for o in printed}
         assert len(outcomes) == len(videos), results
+        assert not any("already registered" in err for _, _, err in results)  # no Celery notice for a person
         code, outcome, err = outcomes.pop(victim.run_id)
         assert code == 1 and outcome["status"] == "failed", err[-3000:]
         assert "is gone" in outcome["message"], outcome
