@@ -47,6 +47,8 @@ WAITING_STATUSES = [
 POLL_SECONDS = 1.0
 # Runs one `ingest` launches to Celery workers at once (the others wait for a free thread).
 MAX_RUNS_AWAITED = 16
+# A Celery run past its time limit that is still going this long after SIGTERM gets SIGKILL.
+TERMINATE_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -226,21 +228,28 @@ def _launch_and_wait(
         "waiting for a worker to run it",
         file=sys.stderr,
     )
-    expired = False
+    expired_at: float | None = None
     while not (current := instance.get_run_by_id(run.run_id)).is_finished:
         time.sleep(POLL_SECONDS)
         reap_dead_runs(instance, outcome.partition_key)
         record = instance.get_run_record_by_id(run.run_id)
         started = record.start_time if record else None
-        if not expired and started and time.time() - started > settings.run_max_runtime:
-            expired = True
-            instance.run_launcher.terminate(run.run_id)
-            give_up = time.monotonic() + 60
-        if expired and time.monotonic() > give_up and not instance.get_run_by_id(run.run_id).is_finished:
-            instance.report_run_failed(
-                current, f"stopped: it passed dagster/max_runtime {settings.run_max_runtime:g} s"
-            )
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        if expired_at is None and started and time.time() - started > settings.run_max_runtime:
+            expired_at = time.monotonic()
+            instance.run_launcher.terminate(run.run_id)  # Celery revokes the task: SIGTERM, Dagster's interrupt
+        elif expired_at is not None and time.monotonic() - expired_at > TERMINATE_GRACE_SECONDS:
+            # The interrupt was lost (one raised in native code or a GC callback is only printed): SIGKILL
+            # the worker's run process, which the reaper then reports.
+            _revoke(instance, run.run_id, "SIGKILL")
+            if (
+                time.monotonic() - expired_at > 6 * TERMINATE_GRACE_SECONDS
+                and not instance.get_run_by_id(run.run_id).is_finished
+            ):
+                instance.report_run_failed(
+                    current, f"stopped: it passed dagster/max_runtime {settings.run_max_runtime:g} s"
+                )
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    expired = expired_at is not None
     outcome = _report(outcome, instance, current)
     if expired and outcome.status == "failed":
         outcome.message = (
@@ -248,6 +257,16 @@ def _launch_and_wait(
             f"{settings.run_max_runtime:g}"
         )
     return outcome
+
+
+def _revoke(instance: dg.DagsterInstance, run_id: str, signal_name: str) -> None:
+    """What the launcher's `terminate` does, with another signal: through the launcher's own Celery app."""
+    from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+    run = instance.get_run_by_id(run_id)
+    if run is not None and DAGSTER_CELERY_TASK_ID_TAG in run.tags:
+        launcher = instance.run_launcher
+        launcher.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG]).revoke(terminate=True, signal=signal_name)  # type: ignore[attr-defined]
 
 
 @contextmanager
