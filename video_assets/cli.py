@@ -78,6 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be removed; change nothing")
     cleanup.add_argument("--json", action="store_true")
 
+    workers = commands.add_parser(
+        "workers",
+        help="run one Celery worker per GPU for the instance's CeleryRunLauncher (deploy/dagster-celery.yaml), "
+        "until SIGINT/SIGTERM",
+    )
+    workers.add_argument(
+        "--devices",
+        default=None,
+        help="comma-separated device ids, one worker each (default: every visible GPU, else one CPU worker)",
+    )
+    workers.add_argument("--queue", default=None, help="the Celery queue to serve (default: gpu)")
+    workers.add_argument(
+        "--grace", type=float, default=60.0, help="seconds a stopping worker may finish its run before SIGKILL"
+    )
+    workers.add_argument(
+        "--pool-limit",
+        type=int,
+        default=None,
+        help="the 'gpu' pool's limit to set (default: the number of devices; with several GPU machines, the total)",
+    )
+    workers.add_argument("--loglevel", default="INFO", help="the Celery workers' log level")
+
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
     demo.add_argument("--workspace", "-w", default=None)
 
@@ -96,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "delete": _delete,
         "cleanup": _cleanup,
         "demo": _demo,
+        "workers": _workers,
     }[args.command]
     return handler(args, settings)
 
@@ -263,6 +286,20 @@ def _cleanup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _workers(args: argparse.Namespace, settings: Settings) -> int:
+    from video_assets.workers import DEFAULT_QUEUE, parse_devices, run_workers
+
+    try:
+        devices = parse_devices(args.devices)
+    except ValueError as exc:
+        print(f"video-assets workers: {exc}", file=sys.stderr)
+        return 2
+    os.environ["VIDEO_ASSETS_HOME"] = str(settings.home_dir)  # the runs read the data root from the environment
+    return run_workers(
+        devices, args.queue or DEFAULT_QUEUE, pool_limit=args.pool_limit, grace=args.grace, loglevel=args.loglevel
+    )
+
+
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -419,6 +456,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in packages; never fetched at run time
     warnings.filterwarnings("ignore", message=".*(preview|beta).*", category=Warning)
+    # dagster-celery's launcher registers its task again for every run it launches: Celery's notice of it
+    # says nothing to a person (the task registered first is the same).
+    warnings.filterwarnings("ignore", message="Task name '(execute|resume)_job' is already registered")
 
 
 if __name__ == "__main__":

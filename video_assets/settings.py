@@ -49,6 +49,11 @@ class Settings:
         6 * 3600.0,
         "a run of one video still going after this long is failed by run monitoring (the `dagster/max_runtime` tag)",
     )
+    run_queue: str = _env_field(
+        "VIDEO_RUN_QUEUE",
+        "gpu",
+        "the Celery queue (`dagster-celery/queue` tag) of the runs ingest launches with a CeleryRunLauncher instance",
+    )
 
     executor: str = _env_field(
         "VIDEO_ASSETS_EXECUTOR",

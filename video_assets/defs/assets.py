@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from video_assets.defs.common import digest, fail, timed_excerpt, video_asset
+from video_assets.defs.common import digest, fail, timed_excerpt, video_asset, visible_devices
 from video_assets.defs.resources import VideoStoreResource, WhisperResource
 from video_assets.media.audio import read_wav_16k
 from video_assets.media.contact_sheet import as_markdown_image, contact_sheet
@@ -242,6 +242,7 @@ def transcribe_video(
         "excerpt": dg.MetadataValue.md(timed_excerpt(bounds, texts, empty="_no speech_")),
         "seconds": round(elapsed, 3),
         "real_time_factor": round(duration / elapsed, 1) if elapsed > 0 and runtime else 0.0,
+        "visible_devices": visible_devices(),
     }
     if runtime:
         metadata |= {

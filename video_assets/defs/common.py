@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from typing import Any
 
 import dagster as dg
@@ -54,3 +55,9 @@ def timed_excerpt(bounds: list[tuple[float, float]], texts: list[str], *, empty:
         return empty
     more = f"\n- … {len(lines) - limit} more" if len(lines) > limit else ""
     return "\n".join(lines[:limit]) + more
+
+
+def visible_devices() -> str:
+    """The CUDA_VISIBLE_DEVICES of the process running a GPU step (a GPU worker's own device), or
+    "none" where it is unset or empty: step metadata shows which device each run used."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES") or "none"

@@ -35,7 +35,9 @@ class VideoStoreResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every step of a run uses this resource, in the run worker's process (the job's executor is
-        # in-process): recording that process lets a run whose worker was killed be detected.
+        # in-process): the CLI, a daemon-launched run worker, or the pool process of the Celery worker
+        # executing the run (`video-assets workers`; the CLI leaves the tag unset for those).
+        # Recording that process lets a run whose worker was killed be detected.
         if context.run is not None and context.instance is not None:
             record_run_process(context.instance, context.run)
 

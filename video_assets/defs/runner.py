@@ -4,6 +4,9 @@ Runs are created in the instance under DAGSTER_HOME and executed in this process
 logs, materializations and failures show in the Dagster UI exactly like sensor-started runs. One
 video has at most one run in progress, whoever started it: a CLI that finds a run of the video
 in progress (another CLI's, the sensor's, a UI launch) waits for it and reports its result.
+
+With an instance whose run launcher is Dagster's CeleryRunLauncher (deploy/dagster-celery.yaml), the
+run is launched through it instead, to a GPU worker (`video-assets workers`), and waited for here.
 """
 
 import os
@@ -12,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.api import execute_run as dg_execute_run  # runs a run created here, as execute_job does
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from video_assets.defs.instance import daemon_running, dagster_instance
 from video_assets.defs.partitions import videos_partitions
@@ -40,6 +45,10 @@ WAITING_STATUSES = [
     dg.DagsterRunStatus.CANCELING,
 ]
 POLL_SECONDS = 1.0
+# Runs one `ingest` launches to Celery workers at once (the others wait for a free thread).
+MAX_RUNS_AWAITED = 16
+# A Celery run past its time limit that is still going this long after SIGTERM gets SIGKILL.
+TERMINATE_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -68,17 +77,24 @@ def ingest_files(
     bucket = open_bucket(settings.uploads_location, settings.upload_cache_dir)
     registry = VideoRegistry(DataLayout(settings.home_dir))
     reap_dead_runs(instance)
-    outcomes = []
-    for path in paths:
-        outcome = _ingest_one(Path(path), workspace, bucket, registry, instance)
+    job = dg.reconstructable(process_video)
+
+    def run(outcome: IngestOutcome) -> IngestOutcome:
         if outcome.status == "queued":
-            outcome = _run_once(outcome, instance, settings, dg.reconstructable(process_video))
+            outcome = _run_once(outcome, instance, settings, job)
             if outcome.status == "processed" and settings.delete_original_enabled:
                 from video_assets.defs.deletion import delete_originals
 
                 outcome.details["uploads_deleted"] = delete_originals(outcome.partition_key, settings)
-        outcomes.append(outcome)
-    return outcomes
+        return outcome
+
+    if launches_elsewhere(instance) and len(paths) > 1:
+        # The runs execute on the workers: every file's run is launched at once (one thread each
+        # waits for its run), so the files spread over every free device.
+        staged = [_ingest_one(Path(path), workspace, bucket, registry, instance) for path in paths]
+        with ThreadPoolExecutor(max_workers=min(len(staged), MAX_RUNS_AWAITED), thread_name_prefix="run") as pool:
+            return list(pool.map(run, staged))
+    return [run(_ingest_one(Path(path), workspace, bucket, registry, instance)) for path in paths]
 
 
 def _ingest_one(
@@ -128,6 +144,7 @@ def _run_once(
     """
     key = outcome.partition_key
     waited: dg.DagsterRun | None = None
+    elsewhere = False
     while True:
         with video_lock(settings.home_dir, key):
             reap_dead_runs(instance, key)
@@ -145,17 +162,23 @@ def _run_once(
                     outcome.status = "processed"
                     return outcome
                 _add_partition(instance, key)
+                elsewhere = launches_elsewhere(instance)
+                # Executed here, the run is this process's; on a Celery worker, the worker's process
+                # records itself when the run starts (VideoStoreResource).
+                where = {DAGSTER_CELERY_QUEUE_TAG: settings.run_queue} if elsewhere else {PROCESS_TAG: this_process()}
                 run = instance.create_run_for_job(
                     job_def=job.get_definition(),
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # the UI keeps all
                     tags={
                         "dagster/partition": key,
                         "dagster/max_runtime": str(int(settings.run_max_runtime)),
-                        PROCESS_TAG: this_process(),
+                        **where,
                     },
                     asset_selection=todo if todo != _job_assets() else None,
                     job_code_origin=job.get_python_origin(),
                 )
+        if active is None and elsewhere:
+            return _launch_and_wait(outcome, instance, run, settings)
         if active is None:
             expired = threading.Event()
             try:
@@ -183,6 +206,71 @@ def _run_once(
             file=sys.stderr,
         )
         waited = wait_for_run(instance, active)
+
+
+def launches_elsewhere(instance: dg.DagsterInstance) -> bool:
+    """The instance sends runs to workers (deploy/dagster-celery.yaml): ingest launches its runs there."""
+    from dagster_celery.launcher import CeleryRunLauncher
+
+    return isinstance(instance.run_launcher, CeleryRunLauncher)
+
+
+def _launch_and_wait(
+    outcome: IngestOutcome, instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings
+) -> IngestOutcome:
+    """Hand the run to the instance's run launcher (a Celery queue: a GPU worker executes it) and wait
+    for it. A worker killed mid-run leaves the run STARTED: the reaper fails it (its process tag is the
+    worker's). Past `dagster/max_runtime` from its start, the run is terminated through the launcher."""
+    try:
+        instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]  # Celery needs no workspace
+    except Exception as exc:  # the broker is down or refuses: the instance has failed the run
+        outcome.status, outcome.run_id = "failed", run.run_id
+        outcome.message = f"{outcome.path}: run {run.run_id[:8]} could not be launched: {exc}"
+        return outcome
+    print(
+        f"video-assets: {outcome.path}: run {run.run_id[:8]} sent to queue {run.tags.get(DAGSTER_CELERY_QUEUE_TAG)}; "
+        "waiting for a worker to run it",
+        file=sys.stderr,
+    )
+    expired_at: float | None = None
+    while not (current := instance.get_run_by_id(run.run_id)).is_finished:
+        time.sleep(POLL_SECONDS)
+        reap_dead_runs(instance, outcome.partition_key)
+        record = instance.get_run_record_by_id(run.run_id)
+        started = record.start_time if record else None
+        if expired_at is None and started and time.time() - started > settings.run_max_runtime:
+            expired_at = time.monotonic()
+            instance.run_launcher.terminate(run.run_id)  # Celery revokes the task: SIGTERM, Dagster's interrupt
+        elif expired_at is not None and time.monotonic() - expired_at > TERMINATE_GRACE_SECONDS:
+            # The interrupt was lost (one raised in native code or a GC callback is only printed): SIGKILL
+            # the worker's run process, which the reaper then reports.
+            _revoke(instance, run.run_id, "SIGKILL")
+            if (
+                time.monotonic() - expired_at > 6 * TERMINATE_GRACE_SECONDS
+                and not instance.get_run_by_id(run.run_id).is_finished
+            ):
+                instance.report_run_failed(
+                    current, f"stopped: it passed dagster/max_runtime {settings.run_max_runtime:g} s"
+                )
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    expired = expired_at is not None
+    outcome = _report(outcome, instance, current)
+    if expired and outcome.status == "failed":
+        outcome.message = (
+            f"{outcome.path}: run {run.run_id[:8]} stopped: it passed VIDEO_RUN_MAX_RUNTIME_SECONDS="
+            f"{settings.run_max_runtime:g}"
+        )
+    return outcome
+
+
+def _revoke(instance: dg.DagsterInstance, run_id: str, signal_name: str) -> None:
+    """What the launcher's `terminate` does, with another signal: through the launcher's own Celery app."""
+    from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+    run = instance.get_run_by_id(run_id)
+    if run is not None and DAGSTER_CELERY_TASK_ID_TAG in run.tags:
+        launcher = instance.run_launcher
+        launcher.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG]).revoke(terminate=True, signal=signal_name)  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
-from video_assets.defs.common import digest, fail, timed_excerpt, video_asset
+from video_assets.defs.common import digest, fail, timed_excerpt, video_asset, visible_devices
 from video_assets.defs.k8s import step_op_tags
 from video_assets.defs.resources import (
     CaptionerResource,
@@ -149,6 +149,7 @@ def caption_video(
             "model": captioner.name,
             "captions_are": captioner.kind,  # honest label: OCR and visual statistics are not a model caption
             "device": getattr(captioner, "device", "cpu"),
+            "visible_devices": visible_devices(),
             "frames": frame_count,
             "frames_reused_as_near_duplicates": reused,
             "seconds": round(elapsed, 3),
@@ -204,6 +205,7 @@ def embed_video(
             "points": stored,
             "qdrant": location,
             "reused_unchanged": unchanged,
+            "visible_devices": visible_devices(),
             "seconds": round(time.perf_counter() - started, 3),
         },
         data_version=dg.DataVersion(fingerprint),
