@@ -1,7 +1,7 @@
 """GPU workers for real: Dagster's CeleryRunLauncher sends whole runs to `video-assets workers`.
 
-A real broker on loopback (Redis database 7 when the `redis` client is installed, else the local
-RabbitMQ with a queue of the test's own), real Celery workers with pretend devices 7 and 8, real
+A real broker on loopback (Redis database 7, a queue of the test's own), real Celery workers with
+pretend devices 7 and 8, real
 `video-assets ingest` processes at once, a worker's run process killed with SIGKILL mid-run, and the
 workers stopped by SIGTERM.
 """
@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,28 +30,8 @@ STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
 REDIS_DB = 7
 
 
-def _reachable(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        return True
-    return False
-
-
-def _broker() -> tuple[str, str] | None:
-    """(broker URL, result backend URL) on loopback, or None where no broker runs here."""
-    try:
-        import redis  # noqa: F401
-
-        if _reachable(6379):
-            return f"redis://127.0.0.1:6379/{REDIS_DB}", f"redis://127.0.0.1:6379/{REDIS_DB}"
-    except ImportError:
-        pass
-    if _reachable(5672):
-        return "amqp://guest:guest@127.0.0.1:5672//", "rpc://"
-    return None
-
-
-BROKER = _broker()
-needs_broker = pytest.mark.skipif(BROKER is None, reason="no Redis or RabbitMQ on 127.0.0.1")
+# The services every session and CI start: Redis on 6379 is the broker and the result backend.
+BROKER = (f"redis://127.0.0.1:6379/{REDIS_DB}", f"redis://127.0.0.1:6379/{REDIS_DB}")
 
 
 @pytest.fixture
@@ -158,7 +137,6 @@ def _gpu_step_devices(instance: dg.DagsterInstance, run_id: str) -> dict[str, st
     return devices
 
 
-@needs_broker
 def test_workers_run_whole_runs_one_per_device_and_a_killed_worker_fails_its_run(
     media, tmp_path: Path, celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
