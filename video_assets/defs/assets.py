@@ -7,6 +7,7 @@ atomically; the Dagster layer only adds partitions, metadata, pools and failure 
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 
@@ -21,7 +22,7 @@ from video_assets.models.whisper import assign_words, join_words, words_as_dicts
 from video_assets.settings import Settings
 from video_assets.store.atomic import atomic_write_json
 from video_assets.store.documents import new_segments_record, segment_bounds, store_segments
-from video_assets.store.layout import DataLayout, content_hash
+from video_assets.store.layout import DataLayout, content_hash, split_partition_key
 from video_assets.store.registry import VideoRecord
 
 
@@ -160,6 +161,8 @@ def _split_into_place(
                 )
             ),
             "path": dg.MetadataValue.path(str(final_dir)),
+            # The video's page in `video-assets serve` (VIDEO_ASSETS_WEB_URL): its segments, playable.
+            "video_page": dg.MetadataValue.url(video_page_url(settings, key)),
         },
         data_version=dg.DataVersion(
             digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])
@@ -249,6 +252,11 @@ def transcribe_video(
     if note:
         metadata["note"] = note
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(digest(texts)))
+
+
+def video_page_url(settings: Settings, key: str) -> str:
+    workspace, _ = split_partition_key(key)
+    return f"{settings.web_url.rstrip('/')}/videos/{quote(key)}?workspace={quote(workspace)}"
 
 
 def _audio_track_label(info: MediaInfo) -> str:
