@@ -3,11 +3,13 @@
 Opening the embedded shard costs ~55 ms at 10,000 points, more than a whole search. A server that
 reopened it per request would spend most of each request loading it; one that kept it open forever
 would lock every ingest out (one process holds a shard at a time). `HeldIndex` keeps it open while
-searches come and closes it once none came for `idle_seconds`, so a writer (a run's `embeddings` or
-`description` step, `reindex`) waits at most that long plus one search. Under a steady stream of
-searches it is also closed after `max_hold_seconds` and left closed for a hand-over pause, long enough
-for a writer polling the lock file to take it: readers cannot starve writers. Reopening after a
-release is also what shows the server the writer's points.
+searches come and closes it once none came for `idle_seconds`, or as soon as another process waits
+for it: a writer (a run's `embeddings` or `description` step, `reindex`) leaves a marker beside the
+lock file while it waits (`someone_waits`), which is checked before each search and every 50 ms, so
+it waits about one search. The index then stays closed for a hand-over pause, long enough for the
+writer, polling the lock every 50 ms, to take it: readers cannot starve writers. As a safety net for
+a waiter that leaves no marker, it is also closed after `max_hold_seconds`. Reopening after a release
+is also what shows the server the writer's points.
 
 With QDRANT_URL the same object simply keeps its client.
 """
@@ -22,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from video_assets.store.vector_index import VectorIndex
 
 HAND_OVER_SECONDS = 0.2  # > 3 polls of a waiting opener (qdrant_edge_index retries every 50 ms)
+WATCH_SECONDS = 0.05  # how often the held index looks for idleness and waiting writers
 
 
 class HeldIndex:
@@ -30,9 +33,11 @@ class HeldIndex:
         opener: Callable[[], AbstractContextManager[VectorIndex]],
         *,
         idle_seconds: float = 1.0,
-        max_hold_seconds: float = 2.0,
+        max_hold_seconds: float = 30.0,
+        wanted: Callable[[], bool] = lambda: False,
     ) -> None:
         self._opener = opener
+        self._wanted = wanted
         self.idle_seconds = idle_seconds
         self.max_hold_seconds = max_hold_seconds
         self._lock = threading.Lock()
@@ -48,7 +53,7 @@ class HeldIndex:
     @contextmanager
     def use(self) -> Iterator[VectorIndex]:
         with self._lock:
-            if self._index is not None and time.monotonic() - self._opened > self.max_hold_seconds:
+            if self._index is not None and (time.monotonic() - self._opened > self.max_hold_seconds or self._wanted()):
                 self._release()
                 time.sleep(HAND_OVER_SECONDS)
             if self._index is None:
@@ -80,10 +85,11 @@ class HeldIndex:
             context.__exit__(None, None, None)
 
     def _reap(self) -> None:
-        tick = max(0.02, min(self.idle_seconds / 4, 0.25))
-        while not self._stop.wait(tick):
-            if self._index is None or time.monotonic() - self._last_use < self.idle_seconds:
+        while not self._stop.wait(WATCH_SECONDS):
+            if self._index is None:
                 continue
-            with self._lock:
-                if self._index is not None and time.monotonic() - self._last_use >= self.idle_seconds:
-                    self._release()
+            idle = time.monotonic() - self._last_use >= self.idle_seconds
+            if idle or self._wanted():
+                with self._lock:  # a search in progress finishes first
+                    if self._index is not None:
+                        self._release()

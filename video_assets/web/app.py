@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None, *, token: str | None = None) ->
     uploads = settings.uploads_location
     bucket_root = None if "://" in uploads else Path(uploads).expanduser().resolve()
     catalog = Catalog(layout, VideoRegistry(layout), bucket_root)
-    held = HeldIndex(lambda: configured_vector_index(settings), idle_seconds=settings.web_index_idle)
+    held = HeldIndex(
+        lambda: configured_vector_index(settings), idle_seconds=settings.web_index_idle, wanted=_waiting(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -236,6 +238,17 @@ _MEDIA_TYPES = {
     ".jpeg": "image/jpeg",
     ".png": "image/png",
 }
+
+
+def _waiting(settings: Settings):  # noqa: ANN202
+    """Whether another process waits for the embedded shard; never with a Qdrant server."""
+    if settings.qdrant_url:
+        return lambda: False
+    from video_assets.store.qdrant_edge_index import someone_waits
+    from video_assets.store.vector_migration import edge_shard_path
+
+    shard = edge_shard_path(settings.vectors_path.expanduser().resolve(), settings.qdrant_collection)
+    return lambda: someone_waits(shard)
 
 
 def _media_type(path: Path) -> str:
