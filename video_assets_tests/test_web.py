@@ -210,6 +210,26 @@ def test_text_from_a_video_is_shown_as_text(site: dict) -> None:
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in video.text and "<img src=x" not in video.text
 
 
+def test_without_the_upload_each_segment_plays_its_own_clip(site: dict) -> None:
+    client, upload = site["client"], site["upload"]
+    record = site["app"].state.catalog.registry.get(site["a"])
+    stored = Path(record.sources[0].uri)
+    aside = stored.with_name("aside.bin")
+    stored.rename(aside)
+    try:
+        video = client.get(f"/api/videos/{site['a']}", params={"workspace": "team-a"}).json()
+        assert video["original"] is False
+        assert client.get(f"/media/{site['a']}/original", params={"workspace": "team-a"}).status_code == 404
+        page = client.get(f"/videos/{site['a']}", params={"workspace": "team-a"}).text
+        clip = video["segments"][1]["clip"]
+        assert f'data-src="/media/{site["a"]}/file/{clip}?workspace=team-a" data-seek="0.0"' in page
+        hits = client.get("/", params={"q": "fixing a bike", "workspace": "team-a"}).text
+        assert f"/file/{clip}?workspace=team-a" in hits
+    finally:
+        aside.rename(stored)
+    assert upload.exists()
+
+
 def test_video_page_links_to_dagster_and_dagster_links_back(site: dict) -> None:
     video = site["client"].get(f"/videos/{site['a']}", params={"workspace": "team-a"})
     assert f"http://127.0.0.1:3000/assets/segments?view=partitions&amp;partition={site['a']}" in video.text
@@ -356,5 +376,17 @@ def test_browser_finds_the_moment_and_plays_it_from_its_start(site: dict, server
             if os.environ.get("VIDEO_ASSETS_SCREENSHOT"):  # how docs/search-page.png is made
                 shutil.copy(tmp_path / "search-page.png", os.environ["VIDEO_ASSETS_SCREENSHOT"])
             assert page.evaluate("window.pwned === undefined")
+
+            # The video page: its timeline seeks the player to a segment.
+            page.locator("a.hit").first.evaluate("a => a.closest('article').querySelector('h2 a').click()")
+            page.wait_for_selector("a.segment")
+            assert "in Dagster" in page.inner_text(".meta")
+            page.locator("a.segment").nth(1).click()
+            page.wait_for_function(
+                "() => { const v = document.getElementById('player'); return v.readyState >= 1 && v.currentTime > 1; }",
+                timeout=20000,
+            )
+            assert abs(page.evaluate("document.getElementById('player').currentTime") - 30.0) < 1.0
+            assert page.evaluate("window.pwned === undefined")  # the transcript's script tag stayed text
         finally:
             browser.close()
