@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     workers.add_argument("--loglevel", default="INFO", help="the Celery workers' log level")
 
+    serve = commands.add_parser(
+        "serve", help="the search page, video pages and JSON API (token: VIDEO_ASSETS_API_TOKEN, if set)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+
     demo = commands.add_parser("demo", help="make a sample talk with speech, ingest it and print what came out")
     demo.add_argument("--workspace", "-w", default=None)
 
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "cleanup": _cleanup,
         "demo": _demo,
         "workers": _workers,
+        "serve": _serve,
     }[args.command]
     return handler(args, settings)
 
@@ -406,6 +413,20 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 def _mib(size: int) -> float:
     return size / 2**20
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from video_assets.web.app import TOKEN_ENV, create_app
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(f"video-assets serve: listening on {args.host} without {TOKEN_ENV}: anyone who reaches it can search")
+    app = create_app(settings, token=token)
+    print(f"video-assets: the search page is at http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

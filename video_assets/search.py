@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from video_assets.models.embedder import load_embedder
 from video_assets.settings import Settings
+from video_assets.store.held_index import HeldIndex
 from video_assets.store.layout import check_workspace
 from video_assets.store.vector_access import configured_vector_index
 from video_assets.store.vector_index import SearchHit, model_mismatch
@@ -31,11 +32,13 @@ def search(
     limit: int = 10,
     min_score: float | None = None,
     settings: Settings | None = None,
+    held: HeldIndex | None = None,
 ) -> list[SearchHit]:
     """Segments (and whole-video descriptions, `segment` None) of `workspace` that answer `query`.
 
     `min_score` overrides the relevance floor (VIDEO_SEARCH_MIN_SCORE, else the model's calibrated one).
     The workspace filter applies to both sides, so a query never sees another workspace's videos.
+    `held`: an index kept open between searches (the web server's); else it is opened for this one.
     """
     settings = settings or Settings.from_env()
     if not query or not query.strip():
@@ -49,7 +52,7 @@ def search(
         floor = embedder.relevance_floor
     dense = embedder.embed_query(query).tolist()
     sparse = embedder.sparse([query])[0]
-    with configured_vector_index(settings) as index:
+    with held.use() if held is not None else configured_vector_index(settings) as index:
         # Cosines between two models' vectors mean nothing: such an index would quietly answer nothing.
         stored_model = index.index_model()
         if stored_model is not None and stored_model != embedder.name:

@@ -144,6 +144,18 @@ class Settings:
         "per request to a Qdrant server; overloaded or unreachable ones are retried 3 times",
     )
 
+    web_url: str = _env_field(
+        "VIDEO_ASSETS_WEB_URL", "http://127.0.0.1:8000", "the search page (video-assets serve), linked from Dagster"
+    )
+    dagster_url: str = _env_field(
+        "VIDEO_ASSETS_DAGSTER_URL", "http://127.0.0.1:3000", "the Dagster UI, linked from each video page"
+    )
+    web_index_idle: float = _env_field(
+        "VIDEO_ASSETS_WEB_INDEX_IDLE",
+        1.0,
+        "seconds the web server keeps the embedded shard open after a search before it lets others have it",
+    )
+
     openai_base_url: str = _env_field(
         "OPENAI_BASE_URL", "", "OpenAI-compatible endpoint for descriptions; empty: extractive summary"
     )

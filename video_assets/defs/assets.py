@@ -8,6 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 
@@ -164,6 +165,8 @@ def _split_into_place(
                 )
             ),
             "path": dg.MetadataValue.path(str(final_dir)),
+            # The video's page in `video-assets serve` (VIDEO_ASSETS_WEB_URL): its segments, playable.
+            "video_page": dg.MetadataValue.url(video_page_url(settings, key)),
         },
         data_version=dg.DataVersion(
             digest([record.sha256, [(r["start"], r["end"], r["frame_times"]) for r in segment_rows]])
@@ -254,6 +257,11 @@ def transcribe_video(
     if note:
         metadata["note"] = note
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(digest(texts)))
+
+
+def video_page_url(settings: Settings, key: str) -> str:
+    workspace, _ = split_partition_key(key)
+    return f"{settings.web_url.rstrip('/')}/videos/{quote(key)}?workspace={quote(workspace)}"
 
 
 def _audio_track_label(info: MediaInfo) -> str:

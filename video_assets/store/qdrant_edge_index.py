@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -109,22 +110,62 @@ class FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a")  # noqa: SIM115 - held until release()
         deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._handle = handle
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.close()
-                    raise VectorIndexError(f"{held_message}; waited {wait_seconds:g} s for it") from None
-                time.sleep(_RETRY_SECONDS)
+        marker: Path | None = None
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self._handle = handle
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        handle.close()
+                        raise VectorIndexError(f"{held_message}; waited {wait_seconds:g} s for it") from None
+                    if marker is None:  # say so: a holder that keeps the shard open (the web server) lets go
+                        marker = _mark_waiting(self.path, self)
+                    time.sleep(_RETRY_SECONDS)
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._handle is not None:
             handle, self._handle = self._handle, None
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+
+def _waiters_dir(lock_file: Path) -> Path:
+    return lock_file.with_name(lock_file.name + ".waiting")
+
+
+def _mark_waiting(lock_file: Path, waiter: object) -> Path | None:
+    folder = _waiters_dir(lock_file)
+    try:
+        folder.mkdir(exist_ok=True)
+        marker = folder / f"{os.getpid()}.{id(waiter)}"
+        marker.touch()
+        return marker
+    except OSError:  # a read-only folder: the holder's idle release still hands the shard over
+        return None
+
+
+def someone_waits(shard: Path) -> bool:
+    """Whether a live process waits for the shard's lock file (each waiter leaves a marker meanwhile)."""
+    try:
+        entries = list(os.scandir(_waiters_dir(lock_path(shard))))
+    except OSError:
+        return False
+    for entry in entries:
+        pid = entry.name.partition(".")[0]
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except (ValueError, ProcessLookupError):  # a waiter that died: its marker means nothing
+            Path(entry.path).unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            return True
+    return False
 
 
 @contextmanager
