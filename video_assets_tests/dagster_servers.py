@@ -110,7 +110,7 @@ def server_env(dagster_home: Path, data_home: Path, extra: Mapping[str, str] | N
 
 @contextmanager
 def running_dagster(
-    root: Path, *, env: Mapping[str, str] | None = None, timeout: float = 180.0
+    root: Path, *, env: Mapping[str, str] | None = None, timeout: float = 420.0
 ) -> Iterator[DagsterServers]:
     """A webserver and a daemon on a fresh DAGSTER_HOME (`root/dagster_home`) and data root
     (`root/data`); yields once the code location is loaded and the daemon beats. Both are stopped on
