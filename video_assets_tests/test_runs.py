@@ -227,7 +227,7 @@ def test_state_comparison_sees_a_difference(tmp_path: Path) -> None:
 
 
 def test_a_run_past_its_time_limit_is_stopped_and_reported(media, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    video = media.silent_pattern(3.0)
+    video = media.talk(47.0)  # a run of several seconds on any machine: the limit lands inside it
     env = {**roots(tmp_path, "slow"), "VIDEO_RUN_MAX_RUNTIME_SECONDS": "2"}
     code, outcomes, err = finish(start_ingest(video, env, tmp_path))
     assert code == 1 and [o["status"] for o in outcomes] == ["failed"], (outcomes, err[-3000:])

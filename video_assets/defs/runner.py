@@ -48,7 +48,7 @@ POLL_SECONDS = 1.0
 # Runs one `ingest` launches to Celery workers at once (the others wait for a free thread).
 MAX_RUNS_AWAITED = 16
 # A Celery run past its time limit that is still going this long after SIGTERM gets SIGKILL.
-TERMINATE_GRACE_SECONDS = 10.0
+TERMINATE_GRACE_SECONDS = 3.0
 
 
 @dataclass
@@ -298,7 +298,7 @@ def _time_limit(seconds: float, expired: threading.Event) -> Iterator[None]:
                 if done.is_set():
                     return
                 os.kill(os.getpid(), signal.SIGINT)
-            done.wait(2.0)
+            done.wait(0.5)
 
     threading.Thread(target=interrupt, daemon=True, name="run-time-limit").start()
     try:
