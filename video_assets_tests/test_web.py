@@ -350,7 +350,6 @@ BROWSER_ARGS = [
 ]
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
 def test_browser_finds_the_moment_and_plays_it_from_its_start(site: dict, server: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
