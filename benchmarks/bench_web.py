@@ -36,14 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_graph import WORKSPACES, build_index, vocabulary  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from video_assets_tests.browser import BROWSER_ARGS, CHROMIUM  # noqa: E402
+
 WARMUP = 10
 
 

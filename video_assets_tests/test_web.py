@@ -29,10 +29,10 @@ from video_assets.store.documents import write_document
 from video_assets.store.layout import DataLayout
 from video_assets.store.vector_access import configured_vector_index
 from video_assets.web.app import create_app
+from video_assets_tests.browser import BROWSER_ARGS, CHROMIUM
 
 XSS_NAME = "<img src=x onerror=alert(1)> talk.mp4"
 XSS_TRANSCRIPT = "<script>window.pwned=1</script> zeppelin"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -339,15 +339,6 @@ def server(site: dict) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, 9)
             process.wait()
-
-
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def test_browser_finds_the_moment_and_plays_it_from_its_start(site: dict, server: str, tmp_path: Path) -> None:
